@@ -1,0 +1,116 @@
+"""load_metadata: the three metadata forms, image lookup, and a clear error for each kind of bad input."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from skinlib import CLASSES
+from skinlib.data import load_metadata
+from skinlib.errors import DataError
+
+
+def copy_dataset(source, destination):
+    shutil.copytree(source, destination)
+    return destination
+
+
+def test_real_kaggle_metadata_with_downsized_images(real_data):
+    meta = load_metadata(real_data, images="images_200x150")
+    assert len(meta) == 10_015
+    assert meta["lesion_id"].nunique() == 7_470
+    assert meta["dx"].value_counts().to_dict() == {
+        "nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}
+    assert (meta["dx"] == [CLASSES[i] for i in meta["label"]]).all()
+    assert meta["age"].dtype == "float64" and meta["age"].isna().sum() == 57
+    assert all(path.endswith(f"{image_id}.jpg") for path, image_id in zip(meta["path"], meta["image_id"]))
+
+
+def test_dataverse_csv_gives_same_rows_plus_dataset(real_data):
+    kaggle = load_metadata(real_data, images="images_200x150")
+    dataverse = load_metadata(real_data / "HAM10000_metadata_dataverse.csv", images="images_200x150")
+    assert list(dataverse["image_id"]) == list(kaggle["image_id"])
+    assert set(dataverse["dataset"]) == {"vidir_molemax", "vidir_modern", "rosendahl", "vienna_dias"}
+    pd.testing.assert_series_equal(dataverse["age"], kaggle["age"])
+
+
+def test_dataverse_tab_form(real_data, tmp_path):
+    frame = pd.read_csv(real_data / "HAM10000_metadata_dataverse.csv")
+    frame.to_csv(tmp_path / "HAM10000_metadata.tab", sep="\t", index=False, quoting=1)
+    meta = load_metadata(tmp_path, images=real_data / "images_200x150")
+    assert len(meta) == 10_015 and "dataset" in meta.columns
+
+
+def test_partial_image_folder_drop(real_data):
+    meta = load_metadata(real_data, images="images_600x450", missing="drop")
+    assert len(meta) == 239
+    assert meta["dx"].value_counts()["nv"] == 116
+
+
+def test_partial_image_folder_raise_names_count_and_examples(real_data):
+    with pytest.raises(DataError, match=r"9776 of 10015 images .* missing .*first: ISIC_"):
+        load_metadata(real_data, images="images_600x450")
+
+
+def test_official_layout(synthetic_data):
+    meta = load_metadata(synthetic_data)
+    assert len(meta) == 70
+    assert set(meta["dx"]) == set(CLASSES)
+    assert meta["path"].str.contains("HAM10000_images_part_1").any()
+    assert meta["path"].str.contains("HAM10000_images_part_2").any()
+
+
+def test_nothing_at_root(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*skinlib download"):
+        load_metadata(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="No HAM10000 metadata found"):
+        load_metadata(tmp_path)
+
+
+def test_missing_columns(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    frame = pd.read_csv(root / "HAM10000_metadata.csv").drop(columns=["dx", "sex"])
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"HAM10000_metadata.csv' lacks the column\(s\) \['dx', 'sex'\]"):
+        load_metadata(root)
+
+
+def test_unknown_dx_names_row_and_accepted_values(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    frame = pd.read_csv(root / "HAM10000_metadata.csv")
+    frame.loc[4, "dx"] = "melanoma"
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"unknown dx 'melanoma' at data row 5 \(line 6\).*akiec, bcc"):
+        load_metadata(root)
+
+
+def test_duplicate_image_id(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    frame = pd.read_csv(root / "HAM10000_metadata.csv")
+    frame.loc[9, "image_id"] = frame.loc[2, "image_id"]
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"duplicate image_id '.*' at data rows 3 and 10"):
+        load_metadata(root)
+
+
+def test_missing_image_file(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    meta = load_metadata(root)
+    victim = meta["path"].iloc[3]
+    (tmp_path / "gone.jpg").write_bytes(open(victim, "rb").read())
+    import os
+    os.remove(victim)
+    with pytest.raises(DataError, match=rf"1 of 70 images .* missing .*first: {meta['image_id'].iloc[3]}"):
+        load_metadata(root)
+    assert len(load_metadata(root, missing="drop")) == 69
+
+
+def test_malformed_csv(tmp_path):
+    (tmp_path / "HAM10000_metadata.csv").write_text('lesion_id,image_id,dx\n"unclosed,quote,nv\n')
+    with pytest.raises(DataError, match="Cannot parse the metadata file"):
+        load_metadata(tmp_path)
+
+
+def test_missing_image_folder(synthetic_data):
+    with pytest.raises(DataError, match="Image folder .*images_200x150' does not exist"):
+        load_metadata(synthetic_data, images="images_200x150")
