@@ -26,9 +26,15 @@ def test_seed_protocol_baseline_validation_share(meta):
     assert (len(parts.train), len(parts.val), len(parts.test)) == (7210, 1803, 1002)
 
 
+@pytest.fixture(scope="module")
+def grouped(meta):
+    """Grouped splits for two seeds (each takes seconds: StratifiedGroupKFold over 7,470 lesions)."""
+    return {seed: split(meta, "grouped", seed=seed) for seed in (0, 1)}
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_grouped_protocol_is_leakage_free_and_stratified(meta, seed):
-    parts = split(meta, "grouped", seed=seed)
+def test_grouped_protocol_is_leakage_free_and_stratified(meta, grouped, seed):
+    parts = grouped[seed]
     frames = parts.parts()
     lesions = {name: set(frame["lesion_id"]) for name, frame in frames.items()}
     assert not lesions["train"] & lesions["val"]
@@ -44,10 +50,11 @@ def test_grouped_protocol_is_leakage_free_and_stratified(meta, seed):
     assert parts.summary().loc["shares lesion with train"].sum() == 0
 
 
-def test_grouped_is_deterministic(meta):
-    first, again = split(meta, "grouped", seed=3), split(meta, "grouped", seed=3)
-    assert list(first.test["image_id"]) == list(again.test["image_id"])
-    assert list(first.test["image_id"]) != list(split(meta, "grouped", seed=4).test["image_id"])
+def test_grouped_is_deterministic(meta, grouped):
+    again = split(meta, "grouped", seed=0)
+    assert list(again.test["image_id"]) == list(grouped[0].test["image_id"])
+    assert list(again.val["image_id"]) == list(grouped[0].val["image_id"])
+    assert list(grouped[1].test["image_id"]) != list(grouped[0].test["image_id"])
 
 
 def test_unknown_protocol(meta):
