@@ -1,0 +1,156 @@
+"""Ensembles: average the probabilities of several models, and check that the average really is better.
+
+    >>> weights = ensemble.fit_weights(val_probas, y_val)          # validation only, never test
+    >>> test_proba = ensemble.average(test_probas, weights)
+    >>> ensemble.compare(y_test, {**test_probas, "ensemble": test_proba})
+
+``compare`` puts the ensemble and every member side by side on the same images, with a paired bootstrap
+interval of each accuracy difference and McNemar's test on the images where exactly one of the two is
+right, so that "better" means more than noise.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+from sklearn import metrics
+
+from skinlib.calibration import EPSILON, check_labels, check_proba
+from skinlib.evaluate import accuracy_along, balanced_accuracy_along, bootstrap_interval
+
+ProbaCollection = Sequence[np.ndarray] | Mapping[str, np.ndarray]
+
+
+def _stack(probas: ProbaCollection, name: str = "probas") -> tuple[list[str] | None, np.ndarray]:
+    """Names (None for a sequence) and the probabilities stacked as (models, N, classes)."""
+    names = list(probas) if isinstance(probas, Mapping) else None
+    arrays = [check_proba(p, name=f"{name}[{key!r}]") for key, p in
+              (probas.items() if isinstance(probas, Mapping) else enumerate(probas))]
+    if not arrays:
+        raise ValueError(f"{name} is empty: give the probabilities of at least one model")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"{name} must all have the same shape (same images, same classes), got {sorted(shapes)}")
+    return names, np.stack(arrays)
+
+
+def _weight_vector(weights, names: list[str] | None, n_models: int) -> np.ndarray:
+    if weights is None:
+        return np.full(n_models, 1.0 / n_models)
+    if isinstance(weights, Mapping):
+        if names is None or set(weights) != set(names):
+            raise ValueError(f"weights are keyed {sorted(weights)} but the models are "
+                             f"{names if names is not None else 'an unnamed sequence'}")
+        weights = [weights[name] for name in names]
+    vector = np.asarray(weights, dtype=np.float64)
+    if vector.shape != (n_models,):
+        raise ValueError(f"need one weight per model ({n_models}), got {vector.shape}")
+    if (vector < 0).any() or vector.sum() <= 0:
+        raise ValueError(f"weights must be non-negative and not all zero, got {vector.tolist()}")
+    return vector / vector.sum()
+
+
+def average(probas: ProbaCollection, weights=None) -> np.ndarray:
+    """The (weighted) mean of several models' probabilities (N, classes) on the same images.
+
+    ``probas`` is a list of arrays or a dict name -> array; ``weights`` (normalised to sum to 1) is a
+    matching list or dict, or None for equal weights.
+    """
+    names, stacked = _stack(probas)
+    vector = _weight_vector(weights, names, len(stacked))
+    return np.tensordot(vector, stacked, axes=1)
+
+
+def fit_weights(val_probas: ProbaCollection, y_val) -> np.ndarray | dict[str, float]:
+    """Ensemble weights minimising the log loss of :func:`average` on the **validation** set.
+
+    Fit them on validation predictions only: weights chosen on the test set make the test result
+    optimistic. The weights are non-negative and sum to 1 (a softmax parametrisation); a dict input
+    gives a dict of weights.
+    """
+    names, stacked = _stack(val_probas, "val_probas")
+    y_val = check_labels(y_val, stacked.shape[1], stacked.shape[2], "y_val")
+    if len(y_val) == 0:
+        raise ValueError("cannot fit ensemble weights on an empty validation set")
+    # Probability each model gives to the true class: (models, N). The mixture's log loss is convex.
+    true_class = stacked[:, np.arange(len(y_val)), y_val]
+
+    def loss(theta: np.ndarray) -> float:
+        return float(-np.log(np.clip(special.softmax(theta) @ true_class, EPSILON, None)).mean())
+
+    result = optimize.minimize(loss, np.zeros(len(stacked)), method="L-BFGS-B")
+    vector = special.softmax(result.x)
+    return dict(zip(names, vector.tolist())) if names is not None else vector
+
+
+def mcnemar(y_true, pred_a, pred_b, exact: bool = True) -> dict[str, float]:
+    """McNemar's test of two classifiers on the same images.
+
+    ``b``: images only ``a`` gets right; ``c``: images only ``b`` gets right. ``exact`` uses the binomial
+    test on b of b + c (valid for any count); otherwise the chi-square statistic with continuity
+    correction. A small ``p_value`` means the two differ by more than chance.
+    """
+    y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    b, c = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    if b + c == 0:
+        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0}
+    if exact:
+        return {"b": b, "c": c, "statistic": float(min(b, c)),
+                "p_value": float(stats.binomtest(b, b + c, 0.5).pvalue)}
+    statistic = (abs(b - c) - 1) ** 2 / (b + c)
+    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, df=1))}
+
+
+def _difference(metric):
+    def statistic(y_true, pred_reference, pred_other, axis=-1):
+        return metric(y_true, pred_reference, axis=axis) - metric(y_true, pred_other, axis=axis)
+    return statistic
+
+
+def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | None = None, *,
+            n_bootstrap: int = 1000, confidence_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Each model's metrics, and how the ``reference`` model differs from each other one.
+
+    ``reference`` defaults to ``"ensemble"`` if present, else the first model. For every other model the
+    table gives ``accuracy_gain`` and ``balanced_accuracy_gain`` (reference minus model) with paired
+    bootstrap intervals (``*_low``, ``*_high``; the same resampled images for both models) and McNemar's
+    exact test (``reference_only_right``, ``model_only_right``, ``mcnemar_p``). A gain whose interval
+    excludes 0 (``significant``) is more than noise.
+    """
+    names, stacked = _stack(probas_by_name, "probas_by_name")
+    if names is None:
+        raise ValueError("probas_by_name must be a dict name -> probabilities")
+    if reference is None:
+        reference = "ensemble" if "ensemble" in names else names[0]
+    if reference not in names:
+        raise ValueError(f"reference {reference!r} is not one of the models {names}")
+    y_true = check_labels(y_true, stacked.shape[1], stacked.shape[2])
+    labels = list(range(stacked.shape[2]))
+    predictions = {name: p.argmax(axis=1) for name, p in zip(names, stacked)}
+    rows = []
+    for name, proba in zip(names, stacked):
+        pred = predictions[name]
+        row = {"model": name,
+               "accuracy": float(metrics.accuracy_score(y_true, pred)),
+               "balanced_accuracy": float(balanced_accuracy_along(y_true, pred, n_classes=len(labels))),
+               "macro_f1": float(metrics.f1_score(y_true, pred, average="macro", zero_division=0)),
+               "log_loss": float(metrics.log_loss(y_true, proba / proba.sum(axis=1, keepdims=True),
+                                                  labels=labels))}
+        if name != reference:
+            pair = (y_true, predictions[reference], pred)
+            for metric_name, metric in (("accuracy", accuracy_along), ("balanced_accuracy", balanced_accuracy_along)):
+                low, high = bootstrap_interval(_difference(metric), *pair, n_resamples=n_bootstrap,
+                                               confidence_level=confidence_level, seed=seed)
+                row[f"{metric_name}_gain"] = float(metric(y_true, predictions[reference]) - metric(y_true, pred))
+                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = low, high
+            test = mcnemar(*pair)
+            row.update(reference_only_right=test["b"], model_only_right=test["c"], mcnemar_p=test["p_value"],
+                       significant=bool(row["accuracy_gain_low"] > 0 or row["accuracy_gain_high"] < 0))
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("model")
+    table.attrs["reference"] = reference
+    return table

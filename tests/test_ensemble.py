@@ -1,0 +1,86 @@
+"""skinlib.ensemble: averaging, weights fitted on validation only, paired comparison."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from skinlib import ensemble
+
+
+def one_hot(labels, n=7):
+    return np.eye(n)[labels]
+
+
+def informative(y, accuracy, rng):
+    """Probabilities that put 0.8 on the true class for a fraction ``accuracy`` of the images."""
+    pred = np.where(rng.random(len(y)) < accuracy, y, (y + rng.integers(1, 7, len(y))) % 7)
+    return one_hot(pred) * 0.8 + 0.2 / 7
+
+
+def test_average_is_the_weighted_mean():
+    a, b = one_hot([0, 1]), one_hot([1, 1])
+    np.testing.assert_allclose(ensemble.average([a, b]), (a + b) / 2)
+    np.testing.assert_allclose(ensemble.average({"a": a, "b": b}, {"a": 3, "b": 1}), 0.75 * a + 0.25 * b)
+    np.testing.assert_allclose(ensemble.average([a, b], [1, 0]), a)
+    with pytest.raises(ValueError, match="same shape"):
+        ensemble.average([a, one_hot([1, 1, 1])])
+    with pytest.raises(ValueError, match="one weight per model"):
+        ensemble.average([a, b], [1, 2, 3])
+    with pytest.raises(ValueError, match="keyed"):
+        ensemble.average({"a": a, "b": b}, {"a": 1, "c": 1})
+
+
+def test_weights_come_from_the_validation_set_only():
+    rng = np.random.default_rng(0)
+    y_val, y_test = rng.integers(0, 7, 400), rng.integers(0, 7, 400)
+    # "good_on_val" is accurate on validation but not on test; "good_on_test" the reverse.
+    val = {"good_on_val": informative(y_val, 0.9, rng), "good_on_test": informative(y_val, 0.3, rng)}
+    test = {"good_on_val": informative(y_test, 0.3, rng), "good_on_test": informative(y_test, 0.9, rng)}
+    weights = ensemble.fit_weights(val, y_val)
+    assert set(weights) == set(val) and sum(weights.values()) == pytest.approx(1.0)
+    assert weights["good_on_val"] > 0.8  # what validation says, whatever the test set would prefer
+    assert ensemble.fit_weights(test, y_test)["good_on_test"] > 0.8
+    # the weights do minimise the validation log loss
+    def val_loss(w):
+        mixed = ensemble.average(val, {"good_on_val": w, "good_on_test": 1 - w})
+        return -np.log(mixed[np.arange(len(y_val)), y_val]).mean()
+    best = min(np.linspace(0, 1, 101), key=val_loss)
+    assert weights["good_on_val"] == pytest.approx(best, abs=0.02)
+    sequence_weights = ensemble.fit_weights(list(val.values()), y_val)
+    assert isinstance(sequence_weights, np.ndarray) and sequence_weights[0] == pytest.approx(weights["good_on_val"])
+
+
+def test_mcnemar_against_hand_computation():
+    y = np.zeros(20, dtype=int)
+    a = np.array([0] * 10 + [1] * 2 + [0] * 8)   # right on 0-9 and 12-19
+    b = np.array([1] * 10 + [0] * 2 + [0] * 8)   # right on 10-19
+    exact = ensemble.mcnemar(y, a, b)
+    assert (exact["b"], exact["c"]) == (10, 2)
+    assert exact["p_value"] == pytest.approx(stats.binomtest(2, 12, 0.5).pvalue)
+    assert exact["p_value"] == pytest.approx(0.03857, abs=1e-4)
+    chi2 = ensemble.mcnemar(y, a, b, exact=False)
+    assert chi2["statistic"] == pytest.approx((10 - 2 - 1) ** 2 / 12)
+    assert chi2["p_value"] == pytest.approx(0.0433, abs=1e-3)
+    assert ensemble.mcnemar(y, a, a)["p_value"] == 1.0
+
+
+def test_compare_tells_a_real_gain_from_noise():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, 600)
+    members = {name: informative(y, 0.6, rng) for name in ("m1", "m2", "m3")}
+    probas = {**members, "ensemble": ensemble.average(members)}
+    table = ensemble.compare(y, probas)
+    assert table.attrs["reference"] == "ensemble"
+    assert list(table.index) == ["m1", "m2", "m3", "ensemble"]
+    for name in members:
+        row = table.loc[name]
+        assert row["accuracy_gain"] == pytest.approx(table.loc["ensemble", "accuracy"] - row["accuracy"])
+        assert row["accuracy_gain_low"] <= row["accuracy_gain"] <= row["accuracy_gain_high"]
+        assert row["accuracy_gain_low"] > 0 and row["mcnemar_p"] < 0.001 and row["significant"]
+    # a copy of a member with 2 flipped predictions is not significantly different
+    copy = members["m1"].copy()
+    copy[:2] = copy[:2][:, ::-1]
+    same = ensemble.compare(y, {"m1": members["m1"], "copy": copy}, reference="m1")
+    assert not same.loc["copy", "significant"] and same.loc["copy", "mcnemar_p"] > 0.2
+    with pytest.raises(ValueError, match="reference"):
+        ensemble.compare(y, probas, reference="nope")
