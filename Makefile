@@ -3,6 +3,8 @@
 #   make test   create .venv if missing, install, run the whole test suite
 # Options:  make run PROFILE=smoke DATA=/path/to/ham10000 ARGS="--only 01,02 --protocol grouped"
 #           EXTRAS=gpu,dev for the CUDA build of TensorFlow (default cpu,dev: tensorflow-cpu).
+#           DOWNLOAD=0: when no dataset is found, only say where to put it (default: say what will be
+#           fetched from Harvard Dataverse and how large, then download it).
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -10,6 +12,7 @@ EXTRAS ?= cpu,dev
 PROFILE ?= full
 DATA ?= $(or $(SKINLIB_DATA),data/ham10000)
 ARGS ?=
+DOWNLOAD ?= 1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
@@ -26,7 +29,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(PY) run_all.py --profile $(PROFILE) --data $(DATA) $(ARGS)
+	$(PY) run_all.py --profile $(PROFILE) --data $(DATA) $(if $(filter 0,$(DOWNLOAD)),--no-download,--download-yes) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
