@@ -1,0 +1,95 @@
+"""The benchmarks in bench/ run: a tiny dry run of each script, and the shared helpers. No timing assertions."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "bench"))
+
+import _common  # noqa: E402
+
+
+def run_script(*args: str, timeout: float = 300) -> str:
+    """Run a bench script; fail with its output if it exits non-zero; return stdout."""
+    process = subprocess.run([sys.executable, *args], cwd=PROJECT, capture_output=True, text=True, timeout=timeout)
+    assert process.returncode == 0, f"{args[0]} exited {process.returncode}:\n{process.stdout}\n{process.stderr[-4000:]}"
+    return process.stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of the Markdown table in ``output`` (cells stripped)."""
+    lines = [line for line in output.splitlines() if line.startswith("|")]
+    assert len(lines) >= 3, f"no table in:\n{output}"
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_format_table_aligns_and_formats_ratios():
+    text = _common.format_table(["method", "ratio"], [["a", 1.23456], ["longer name", float("nan")]])
+    lines = text.splitlines()
+    assert lines[0] == "| method      | ratio |"
+    assert lines[2] == "| a           | 1.23  |"
+    assert lines[3] == "| longer name | n/a   |"
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_target_direction():
+    assert _common.Target("x", 10.5, 10).held
+    assert not _common.Target("x", 9.9, 10).held
+    assert _common.Target("mem", 1.2, 1.5, at_least=False).held
+    assert not _common.Target("mem", 1.6, 1.5, at_least=False).held
+    assert "FAILED" in _common.Target("mem", 1.6, 1.5, at_least=False).line()
+
+
+def test_measure_sees_an_allocation():
+    with _common.measure() as m:
+        block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, every page written
+    assert m.peak_bytes >= 48 * 2**20, m
+    assert m.seconds > 0 and m.memory_method
+    del block
+
+
+@pytest.mark.slow
+def test_image_cache_dry_run(real_data):
+    output = run_script("bench/image_cache.py", "--n", "20", "--dry-run", "--data", str(real_data))
+    rows = {row[0].split(" (")[0]: row for row in table_rows(output)}
+    assert set(rows) == {"study", "floor", "skinlib load_images, cold", "skinlib load_images, warm"}
+    assert rows["study"][1] == "1.00" and rows["floor"][2] == "1.00"  # each ratio's own reference
+    assert "Floor, cold and warm arrays identical: yes" in output
+    assert "cold time / floor time" in output and "Targets (dry run" in output
+
+
+@pytest.mark.slow
+def test_train_throughput_dry_run():
+    output = run_script("bench/train_throughput.py", "--n", "16", "--dry-run")
+    (row,) = table_rows(output)
+    assert row[0].startswith("baseline 32x32")
+    assert all(float(cell) > 0 for cell in row[1:]), row
+    assert "baseline: skinlib / bare+augmentation speed" in output
+
+
+@pytest.mark.slow
+def test_predict_throughput_dry_run():
+    output = run_script("bench/predict_throughput.py", "--n", "8", "--batch-size", "4", "--dry-run")
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == ["baseline 32x32", "ensemble of 1 (average) vs its members' bare"]
+    assert float(rows[0][1]) > 0 and float(rows[0][2]) > 0
+    assert "ensemble speed / members' bare speed" in output
+
+
+@pytest.mark.slow
+def test_gpu_dry_run_on_cpu():
+    output = run_script("bench/gpu.py", "--dry-run")
+    assert "keras-jax" in output
+    # Frameworks that cannot be imported here are skipped with a line saying so; Keras runs on some backend.
+    for module, framework in (("torch", "torch-eager"),):
+        try:
+            __import__(module)
+        except ImportError:
+            assert f"skipped {framework}" in output
+    rows = table_rows(output)
+    assert rows[0][0].startswith("baseline 32x32")
+    assert "compile" in output and "Targets (dry run" in output
