@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Run the study's nine notebooks headlessly, in order, and gather their results.
+
+    python run_all.py --profile smoke --data ../shared/data/ham10000        # every notebook in minutes
+    python run_all.py --profile full --data data/ham10000 --protocol grouped  # the study's recipe
+    python run_all.py --only 03,04 -p epochs=2 -p 03:batch_size=16 --keep-going
+
+Executed notebooks, figures, models and results land under ``outputs/<run>/`` (``--out`` to choose):
+``notebooks/`` (executed copies, kept with the traceback when a cell fails), ``figures/``, ``models/``,
+``results/`` (one JSON per notebook), and ``results.md`` / ``results.csv``: the study's results table with
+this run's numbers beside the study's. The exit status is 0 when every notebook ran, 1 when one failed,
+2 for a bad request or a missing dataset. The Keras backend is the environment's ``KERAS_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent
+sys.path.insert(0, str(PROJECT))
+
+from skinlib import runner, study  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run_all.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Notebooks: " + ", ".join(step.notebook for step in study.STEPS))
+    parser.add_argument("--profile", choices=runner.PROFILES, default="full",
+                        help="full: the study's recipe; smoke: every notebook end to end on a small subset, small "
+                             "images, one epoch per stage, random weights, eager (default: %(default)s)")
+    parser.add_argument("--protocol", choices=("seed", "grouped"), default=None,
+                        help="split: the study's image-level 'seed' split, or 'grouped' by lesion (default: seed)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="HAM10000 folder (default: $SKINLIB_DATA, else data/ham10000)")
+    parser.add_argument("--images", default=None,
+                        help="image folder inside --data (e.g. images_200x150); default: the official "
+                             "HAM10000_images_part_1/_2, else the first images* folder holding every image")
+    parser.add_argument("--isic2018", type=Path, default=None,
+                        help="ISIC 2018 Task 3 test folder: also evaluate every model on it (external test)")
+    parser.add_argument("--only", default=None, help="run only these notebooks, e.g. 03,04 or 01_eda")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder of the run (default: outputs/<profile>-<protocol>-<date-time>)")
+    parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a notebook parameter (a Python literal or a string), for every notebook that "
+                             "has it, or NN:NAME=VALUE for one notebook; repeatable")
+    parser.add_argument("--keep-going", action="store_true", help="after a failing notebook, run the rest")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: none)")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the console")
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    parser.add_argument("--no-download", action="store_true",
+                        help="when the dataset is missing, only say where to put it (do not offer to download)")
+    parser.add_argument("--download-yes", action="store_true",
+                        help="when the dataset is missing, download it without asking")
+    parser.add_argument("--show-profiles", action="store_true", help="print the profile table and exit")
+    return parser.parse_args(argv)
+
+
+def resolve_data(args: argparse.Namespace) -> tuple[Path, str | None] | None:
+    """The dataset folder and image folder to use, or None (after saying what is missing)."""
+    from skinlib import config
+
+    data_dir = (args.data or config.data_root()).expanduser().resolve()
+    usable, message, images = runner.check_dataset(data_dir, args.images)
+    if usable:
+        print(message, file=sys.stderr)
+        return data_dir, images
+    text, parts = runner.missing_data_message(data_dir, message)
+    print(text, file=sys.stderr)
+    if args.no_download or not parts:
+        return None
+    if not runner.offer_download(data_dir, parts, args.download_yes):
+        return None
+    usable, message, images = runner.check_dataset(data_dir, args.images)
+    print(message, file=sys.stderr)
+    return (data_dir, images) if usable else None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.show_profiles:
+        print(runner.profile_frame().to_string(index=False))
+        return 0
+    try:
+        steps = runner.select(args.only)
+        overrides = runner.parse_overrides(args.parameter)
+    except runner.RunError as error:
+        print(f"run_all.py: {error}", file=sys.stderr)
+        return 2
+
+    found = resolve_data(args)
+    if found is None:
+        return 2
+    data_dir, images = found
+    protocol = args.protocol or "seed"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = (args.out or PROJECT / "outputs" / f"{args.profile}-{protocol}-{stamp}").expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    run_values = {"data_dir": str(data_dir), "images": images, "out_dir": str(out_dir)}
+    if args.protocol:
+        run_values["protocol"] = args.protocol
+    if args.isic2018:
+        run_values["isic2018_dir"] = str(args.isic2018.expanduser().resolve())
+    try:
+        parameters = runner.plan_parameters(steps, args.profile, run_values, overrides)
+    except runner.RunError as error:
+        print(f"run_all.py: {error}", file=sys.stderr)
+        return 2
+
+    # The kernels inherit this environment: skinlib importable without installing it, and the Keras backend.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    print(f"Running {len(steps)} notebook(s), profile {args.profile}, protocol {protocol}, Keras backend "
+          f"{backend}, into {out_dir}", file=sys.stderr)
+
+    started = time.perf_counter()
+    outcomes = runner.run_notebooks(steps, parameters, out_dir, keep_going=args.keep_going,
+                                    progress=not args.no_progress, log_output=args.log_output,
+                                    timeout=args.timeout)
+    wall = time.perf_counter() - started
+    settings = {"protocol": protocol, "data": f"{data_dir}" + (f" (images: {images})" if images else ""),
+                "notebooks": ", ".join(step.number for step in steps),
+                "overrides": " ".join(args.parameter) or "none", "output": str(out_dir)}
+    md_path, csv_path = runner.write_results(out_dir, outcomes, profile_name=args.profile, settings=settings,
+                                             wall_seconds=wall, steps=steps)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"\nDone in {runner.format_seconds(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
+          f"{len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped. "
+          f"Results: {md_path} and {csv_path.name}", file=sys.stderr)
+    for outcome in failed:
+        print(f"FAILED {outcome.notebook}: {outcome.describe()}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

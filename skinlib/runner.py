@@ -1,0 +1,532 @@
+"""The logic behind ``run_all.py``: profiles, headless execution of the nine notebooks, the results table.
+
+Profiles are data: :data:`PROFILE_TABLE` lists, per parameter and notebook, its value in the ``full``
+profile (the study's recipe; these are also the defaults in each notebook's ``parameters`` cell) and in the
+``smoke`` profile (every notebook end to end in minutes on a small CPU: a stratified subset, small images,
+one epoch per stage, random weights, eager execution).
+
+Each notebook runs in a fresh kernel through papermill, with ``cwd`` set to the notebooks folder; the
+executed copy goes to ``<run>/notebooks/`` (kept, traceback included, when a cell fails). Afterwards
+:func:`write_results` gathers ``<run>/results/*.json`` into ``<run>/results.csv`` and ``<run>/results.md``:
+the study's table with this run's numbers beside the study's.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from skinlib import study
+
+PROJECT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = PROJECT / "notebooks"
+KERNEL = "python3"
+PROFILES = ("smoke", "full")
+
+# --------------------------------------------------------------------------------------------------------
+# Profiles, as one table
+# --------------------------------------------------------------------------------------------------------
+
+PROFILE_TABLE: tuple[tuple[str, str, Any, Any], ...] = (
+    # parameter      notebooks           full (the study's)      smoke (minutes on 2 CPU cores)
+    ("data_dir",     "01-09",            "../data/ham10000",     "../data/ham10000"),
+    ("images",       "01-09",            None,                   None),
+    ("isic2018_dir", "02-09",            None,                   None),
+    ("protocol",     "01-08",            "seed",                 "seed"),
+    ("seed",         "01-08",            0,                      0),
+    ("val_size",     "02",               0.2,                    0.2),
+    ("val_size",     "03-08",            0.1,                    0.1),
+    ("recipe",       "02,03",            "seed",                 "seed"),
+    # The study's BN workaround (recipe "seed") resets every BN layer's moving statistics to zero and lets
+    # training rebuild them: after a single smoke step they are still near zero and the deep BN backbones
+    # overflow to NaN at inference, so their smoke runs take the corrected recipe (BN frozen).
+    ("recipe",       "04-08",            "seed",                 "corrected"),
+    ("subset",       "01",               None,                   300),
+    ("subset",       "02-08",            None,                   240),
+    ("image_size",   "01",               [75, 100],              [48, 64]),
+    ("image_size",   "02",               [64, 64],               [32, 32]),
+    ("image_size",   "03,06,08",         [192, 256],             [32, 32]),
+    ("image_size",   "04,05,07",         [192, 256],             [75, 75]),
+    ("epochs",       "02-08",            None,                   1),
+    ("batch_size",   "02-08",            None,                   256),  # one step per smoke epoch
+    ("checkpoints",  "02-08",            True,                   False),
+    ("weights",      "02",               None,                   None),
+    ("weights",      "03-08",            "imagenet",             None),
+    ("members",      "09",               ["07", "08"],           ["07", "08"]),
+    ("tta",          "02-09",            None,                   None),
+    ("out_dir",      "01-09",            "../outputs/manual",    "../outputs/manual"),
+    ("eager",        "02-09",            False,                  True),
+)
+"""(parameter, notebooks, full value, smoke value). Notebooks: numbers, ranges ("02-08") and lists ("03,06")."""
+
+PARAMETER_HELP = {
+    "data_dir": "HAM10000 folder (metadata CSV and images), relative to notebooks/ or absolute",
+    "images": "image folder inside data_dir, e.g. 'images_200x150'; None: the official part_1/part_2 folders",
+    "isic2018_dir": "ISIC 2018 Task 3 test folder for an external test; None: skip it",
+    "protocol": "'seed': the study's image-level split (leaks lesions); 'grouped': no lesion in two parts",
+    "seed": "random seed of the split, the subset and the training",
+    "val_size": "validation share (the study: 0.2 for the baseline, 0.1 for the others)",
+    "recipe": "'seed': the study's training recipe; 'corrected': a careful modern one",
+    "subset": "None: all 10,015 images; an int: a class-stratified subset (smoke runs)",
+    "image_size": "[height, width] of the model input (the study: 64x64 baseline, 192x256 backbones)",
+    "epochs": "None: the study's epochs per stage; an int: that many in every stage",
+    "batch_size": "None: the study's batch size; an int overrides it",
+    "weights": "'imagenet', None (random) or a weights file",
+    "members": "the notebooks whose saved models the ensemble averages",
+    "tta": "test-time augmentation: None, True, 'flips' or 'd4'",
+    "out_dir": "output folder: models, results JSON and figures go under it",
+    "checkpoints": "keep best/last weights and a resume checkpoint under out_dir/training/",
+    "eager": "run Keras eagerly: no graph compilation (fast start for tiny smoke runs)",
+}
+"""One line of help per parameter (the comments of the notebooks' parameter cells)."""
+
+
+class RunError(Exception):
+    """A bad run_all request (unknown notebook or parameter, bad value); the message says what to do."""
+
+
+def _numbers(spec: str) -> list[str]:
+    """ "02-08" -> ["02", ..., "08"]; "03,06,08" -> ["03", "06", "08"]."""
+    numbers = []
+    for part in spec.split(","):
+        first, _, last = part.strip().partition("-")
+        numbers += [f"{n:02d}" for n in range(int(first), int(last or first) + 1)]
+    return numbers
+
+
+def profile(name: str) -> dict[str, dict[str, Any]]:
+    """``{notebook: {parameter: value}}`` of a profile, for every notebook, from :data:`PROFILE_TABLE`."""
+    if name not in PROFILES:
+        raise RunError(f"unknown profile {name!r}; accepted: {', '.join(PROFILES)}")
+    column = 2 if name == "full" else 3
+    values: dict[str, dict[str, Any]] = {step.notebook: {} for step in study.STEPS}
+    for row in PROFILE_TABLE:
+        for number in _numbers(row[1]):
+            values[study.get(number).notebook][row[0]] = row[column]
+    return values
+
+
+def profile_frame() -> pd.DataFrame:
+    """:data:`PROFILE_TABLE` as a table (for ``run_all.py --show-profiles``)."""
+    return pd.DataFrame([(p, n, repr(f), repr(s)) for p, n, f, s in PROFILE_TABLE],
+                        columns=["parameter", "notebooks", "full", "smoke"])
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p name=value`` value: a Python/JSON literal (``None``, ``3``, ``[75, 75]``, ``true``) or a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false", "null", "none"):
+        return {"true": True, "false": False}.get(lowered)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str | None, dict[str, Any]]:
+    """``["epochs=2", "03:batch_size=16"]`` -> ``{None: {"epochs": 2}, "03_finetune_vgg16": {"batch_size": 16}}``."""
+    overrides: dict[str | None, dict[str, Any]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise RunError(f"-p {item!r}: write name=value (or NN:name=value for one notebook), e.g. -p epochs=2")
+        target = None
+        if ":" in name:
+            number, _, name = name.partition(":")
+            try:
+                target = study.get(number).notebook
+            except KeyError as error:
+                raise RunError(f"-p {item!r}: {error.args[0]}") from None
+        overrides.setdefault(target, {})[name.strip()] = parse_value(value)
+    return overrides
+
+
+def select(only: str | Iterable[str] | None) -> list[study.Step]:
+    """The steps to run: all, or those named by ``--only`` ("03,04", "3", "03_finetune_vgg16")."""
+    if not only:
+        return list(study.STEPS)
+    names = only.split(",") if isinstance(only, str) else list(only)
+    try:
+        wanted = {study.get(name.strip()).number for name in names if name.strip()}
+    except KeyError as error:
+        raise RunError(f"--only: {error.args[0]}") from None
+    return [step for step in study.STEPS if step.number in wanted]
+
+
+def notebook_parameters(notebook_path: Path) -> dict[str, Any]:
+    """The default of every parameter in a notebook's ``parameters`` cell (evaluated literals)."""
+    import papermill
+
+    inferred = papermill.inspect_notebook(str(notebook_path))
+    return {name: parse_value(info["default"]) for name, info in inferred.items()}
+
+
+def plan_parameters(steps: Sequence[study.Step], profile_name: str, run_values: Mapping[str, Any],
+                    overrides: Mapping[str | None, Mapping[str, Any]],
+                    notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, dict[str, Any]]:
+    """The parameters each notebook gets: its profile's, then the run's (data, out ...), then ``-p`` overrides.
+
+    Only names the notebook declares are passed; a ``-p`` name no selected notebook declares is an error.
+    """
+    values = profile(profile_name)
+    declared = {step.notebook: set(notebook_parameters(notebooks_dir / f"{step.notebook}.ipynb"))
+                for step in steps}
+    for target, names in overrides.items():
+        scope = [target] if target else [step.notebook for step in steps]
+        for name in names:
+            if not any(name in declared.get(notebook, ()) for notebook in scope):
+                known = sorted(set().union(*(declared.get(nb, set()) for nb in scope)))
+                raise RunError(f"-p {name}=...: no parameter {name!r} in {', '.join(scope)}; "
+                               f"their parameters: {', '.join(known)}")
+    planned = {}
+    for step in steps:
+        merged = {**values[step.notebook], **run_values, **overrides.get(None, {}),
+                  **overrides.get(step.notebook, {})}
+        planned[step.notebook] = {k: v for k, v in merged.items() if k in declared[step.notebook]}
+    return planned
+
+
+# --------------------------------------------------------------------------------------------------------
+# Running notebooks
+# --------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """What happened to one notebook."""
+
+    notebook: str
+    status: str  # "ok", "failed" or "skipped"
+    seconds: float = 0.0
+    executed: Path | None = None
+    cell: int | None = None  # 1-based position of the failing cell in the executed copy
+    execution_count: int | None = None
+    source: str | None = None  # first line of the failing cell
+    error: str | None = None  # "ValueError: message"
+
+    def describe(self) -> str:
+        """One line for the console (and the results table)."""
+        if self.status == "ok":
+            return f"ok in {format_seconds(self.seconds)}"
+        if self.status == "skipped":
+            return f"skipped ({self.error})" if self.error else "skipped"
+        where = f"cell {self.cell}" if self.cell else "a cell"
+        if self.execution_count:
+            where += f" (In [{self.execution_count}])"
+        source = f" `{self.source}`" if self.source else ""
+        return f"FAILED at {where}{source}: {self.error} — executed copy: {self.executed}"
+
+
+def format_seconds(seconds: float) -> str:
+    """``75.2`` -> ``'1:15'``; under a minute: ``'12.3 s'``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _failing_cell(executed: Path, error) -> tuple[int | None, str | None]:
+    """1-based index (in the executed copy, papermill's error banner excluded) and first line of the cell
+    that raised, found by its error output."""
+    import nbformat
+
+    try:
+        notebook = nbformat.read(executed, as_version=4)
+    except Exception:
+        return None, None
+    cells = [c for c in notebook.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    for number, cell in enumerate(cells, start=1):
+        if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            return number, first.strip()
+    index = getattr(error, "cell_index", None)
+    return (index + 1 if isinstance(index, int) else None), None
+
+
+def execute(notebook: Path, executed: Path, parameters: Mapping[str, Any], *, cwd: Path = NOTEBOOKS_DIR,
+            kernel_name: str = KERNEL, progress: bool = True, log_output: bool = False,
+            timeout: float | None = None) -> Outcome:
+    """Execute one notebook with papermill; return its :class:`Outcome` (never raises for a failing cell)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    name = notebook.stem
+    try:
+        papermill.execute_notebook(str(notebook), str(executed), parameters=dict(parameters), cwd=str(cwd),
+                                   kernel_name=kernel_name, progress_bar=progress, log_output=log_output,
+                                   execution_timeout=timeout)
+    except PapermillExecutionError as error:
+        cell, source = _failing_cell(executed, error)
+        return Outcome(name, "failed", time.perf_counter() - started, executed, cell, error.exec_count, source,
+                       f"{error.ename}: {_first_line(error.evalue)}")
+    except Exception as error:  # kernel died, timeout, missing kernel: still a failed notebook, named
+        return Outcome(name, "failed", time.perf_counter() - started, executed, None, None, None,
+                       f"{type(error).__name__}: {_first_line(str(error))}")
+    return Outcome(name, "ok", time.perf_counter() - started, executed)
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = next((line for line in str(text).splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def run_notebooks(steps: Sequence[study.Step], parameters: Mapping[str, Mapping[str, Any]], out_dir: Path, *,
+                  notebooks_dir: Path = NOTEBOOKS_DIR, keep_going: bool = False, progress: bool = True,
+                  log_output: bool = False, timeout: float | None = None, stream=sys.stderr) -> list[Outcome]:
+    """Run ``steps`` in order; stop at the first failure unless ``keep_going``. Prints progress to ``stream``."""
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+    failed = False
+    for position, step in enumerate(steps, start=1):
+        label = f"[{position}/{len(steps)}] {step.notebook}"
+        if failed and not keep_going:
+            outcomes.append(Outcome(step.notebook, "skipped", error="an earlier notebook failed"))
+            print(f"{label}: skipped (an earlier notebook failed; --keep-going runs the rest)", file=stream)
+            continue
+        missing = [m for m in step.members if not any(o.notebook == study.get(m).notebook and o.status == "ok"
+                                                        for o in outcomes)]
+        if missing and any(study.get(m).notebook in {s.notebook for s in steps} for m in missing):
+            note = f"needs the models of {', '.join(study.get(m).notebook for m in missing)}, which failed"
+            outcomes.append(Outcome(step.notebook, "skipped", error=note))
+            print(f"{label}: skipped ({note})", file=stream)
+            continue
+        print(f"{label}: running ...", file=stream, flush=True)
+        outcome = execute(notebooks_dir / f"{step.notebook}.ipynb", out_dir / "notebooks" / f"{step.notebook}.ipynb",
+                          parameters[step.notebook], cwd=notebooks_dir, progress=progress, log_output=log_output,
+                          timeout=timeout)
+        outcomes.append(outcome)
+        failed = failed or outcome.status == "failed"
+        print(f"{label}: {outcome.describe()}  (elapsed {format_seconds(time.perf_counter() - started)})",
+              file=stream, flush=True)
+    return outcomes
+
+
+# --------------------------------------------------------------------------------------------------------
+# The results table
+# --------------------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = (
+    "notebook", "model", "status", "study_val_accuracy", "val_accuracy", "study_test_accuracy", "test_accuracy",
+    "test_accuracy_low", "test_accuracy_high", "test_balanced_accuracy", "test_balanced_accuracy_low",
+    "test_balanced_accuracy_high", "test_macro_f1", "test_macro_f1_low", "test_macro_f1_high", "test_auc",
+    "test_auc_low", "test_auc_high", "test_melanoma_sensitivity", "isic2018_accuracy",
+    "isic2018_balanced_accuracy", "study_depth", "depth", "study_params", "params", "n_train", "n_test",
+    "test_sharing_lesion_with_train", "protocol", "recipe", "seconds", "device", "backend",
+)
+"""Columns of results.csv: accuracies in percent; intervals are 95 % bootstrap intervals."""
+
+
+def _pct(value) -> float:
+    return math.nan if value is None else 100.0 * float(value)
+
+
+def _metric(metrics: Mapping, part: str, name: str) -> float:
+    report = metrics.get(part) or {}
+    return _pct((report.get("metrics") or {}).get(name))
+
+
+def _interval(metrics: Mapping, part: str, name: str) -> tuple[float, float]:
+    bounds = ((metrics.get(part) or {}).get("intervals") or {}).get(name) or (None, None)
+    return _pct(bounds[0]), _pct(bounds[1])
+
+
+def result_row(step: study.Step, result: Mapping[str, Any] | None, outcome: Outcome | None) -> dict[str, Any]:
+    """One row of the results table: the study's numbers, and this run's from its results JSON."""
+    row: dict[str, Any] = {column: math.nan for column in RESULT_COLUMNS}
+    row.update(notebook=step.notebook, model=step.model or ("ensemble" if step.members else "—"),
+               status=outcome.status if outcome else ("ok" if result else "not run"),
+               study_val_accuracy=step.validation_accuracy, study_test_accuracy=step.test_accuracy,
+               study_depth=step.depth, study_params=step.params,
+               seconds=round(outcome.seconds, 1) if outcome else math.nan)
+    if not result:
+        return row
+    metrics = result.get("metrics", {})
+    row.update(val_accuracy=_metric(metrics, "val", "accuracy"), test_accuracy=_metric(metrics, "test", "accuracy"),
+               test_balanced_accuracy=_metric(metrics, "test", "balanced_accuracy"),
+               test_macro_f1=_metric(metrics, "test", "macro_f1"), test_auc=_metric(metrics, "test", "roc_auc_macro"),
+               test_melanoma_sensitivity=_metric(metrics, "test", "melanoma_sensitivity"),
+               isic2018_accuracy=_metric(metrics, "isic2018", "accuracy"),
+               isic2018_balanced_accuracy=_metric(metrics, "isic2018", "balanced_accuracy"),
+               depth=result.get("depth"), params=(result.get("parameters") or {}).get("total"),
+               protocol=result.get("protocol"), recipe=(result.get("recipe") or {}).get("name"),
+               device=result.get("device"), backend=result.get("backend"))
+    for name, column in (("accuracy", "test_accuracy"), ("balanced_accuracy", "test_balanced_accuracy"),
+                         ("macro_f1", "test_macro_f1"), ("roc_auc_macro", "test_auc")):
+        row[f"{column}_low"], row[f"{column}_high"] = _interval(metrics, "test", name)
+    data = result.get("data") or {}
+    row.update(n_train=data.get("train"), n_test=data.get("test"),
+               test_sharing_lesion_with_train=data.get("test_images_sharing_a_lesion_with_train"))
+    return row
+
+
+def collect(out_dir: Path, outcomes: Sequence[Outcome] = (), steps: Sequence[study.Step] | None = None) -> pd.DataFrame:
+    """The results table of a run folder (rows: the training notebooks and the ensemble)."""
+    by_name = {o.notebook: o for o in outcomes}
+    rows = []
+    for step in steps or study.STEPS:
+        if step.model is None and not step.members:
+            continue  # the EDA has no results row
+        path = out_dir / "results" / f"{step.notebook}.json"
+        result = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        outcome = by_name.get(step.notebook)
+        if outcome is not None and outcome.status != "ok":
+            result = None  # a stale file from an earlier run must not pass for this one's
+        rows.append(result_row(step, result, outcome))
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def _fmt(value, digits: int = 1, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (int,)) or (isinstance(value, float) and value.is_integer() and digits == 0):
+        return f"{int(value):,}{suffix}"
+    return f"{value:.{digits}f}{suffix}"
+
+
+def _with_interval(value, low, high, digits: int = 1) -> str:
+    text = _fmt(value, digits)
+    if text != "—" and not (isinstance(low, float) and math.isnan(low)):
+        text += f" [{_fmt(low, digits)}, {_fmt(high, digits)}]"
+    return text
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The results table as GitHub Markdown: the study's columns, this run beside them, then what it adds."""
+    header = ["Notebook", "Model", "Val acc. study", "Val acc. run", "Test acc. study", "Test acc. run [95% CI]",
+              "Depth study / run", "Params study / run", "Balanced acc. [95% CI]", "Macro F1", "Macro AUC",
+              "Status", "Time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.to_dict(orient="records"):
+        f1 = _with_interval(row["test_macro_f1"] / 100 if not math.isnan(row["test_macro_f1"]) else math.nan,
+                            row["test_macro_f1_low"] / 100, row["test_macro_f1_high"] / 100, 3)
+        auc = _with_interval(row["test_auc"] / 100 if not math.isnan(row["test_auc"]) else math.nan,
+                             row["test_auc_low"] / 100, row["test_auc_high"] / 100, 3)
+        cells = [row["notebook"], row["model"], _fmt(row["study_val_accuracy"], 2), _fmt(row["val_accuracy"], 1),
+                 _fmt(row["study_test_accuracy"], 2),
+                 _with_interval(row["test_accuracy"], row["test_accuracy_low"], row["test_accuracy_high"]),
+                 f"{_fmt(row['study_depth'], 0)} / {_fmt(row['depth'], 0)}",
+                 f"{_fmt(row['study_params'], 0)} / {_fmt(row['params'], 0)}",
+                 _with_interval(row["test_balanced_accuracy"], row["test_balanced_accuracy_low"],
+                                row["test_balanced_accuracy_high"]),
+                 f1, auc, row["status"],
+                 format_seconds(row["seconds"]) if not math.isnan(row["seconds"]) else "—"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: str, settings: Mapping[str, Any],
+                  wall_seconds: float, steps: Sequence[study.Step] | None = None) -> tuple[Path, Path]:
+    """Write ``results.csv`` and ``results.md`` under ``out_dir``; return their paths."""
+    table = collect(out_dir, outcomes, steps)
+    csv_path = out_dir / "results.csv"
+    table.to_csv(csv_path, index=False)
+    first = next((r for r in table.to_dict(orient="records") if isinstance(r["backend"], str)), {})
+    failed = [o for o in outcomes if o.status == "failed"]
+    lines = [
+        f"# Results of run `{out_dir.name}`", "",
+        f"Reproduction of \"{study.TITLE}\" ({study.SOURCE}) with skinlib.", "",
+        f"- profile: **{profile_name}**" + (" (a plumbing check on a tiny subset with random weights: its "
+                                            "accuracies say nothing about the models)" if profile_name == "smoke" else ""),
+        *[f"- {key}: {value}" for key, value in settings.items()],
+        f"- Keras backend: {first.get('backend', os.environ.get('KERAS_BACKEND', 'tensorflow'))}; "
+        f"device: {first.get('device', '—')}",
+        f"- wall time: {format_seconds(wall_seconds)} for {len(outcomes)} notebook(s); "
+        f"{sum(o.status == 'ok' for o in outcomes)} ok, {len(failed)} failed", "",
+        "Accuracies in percent; \"study\" columns are the study's reported numbers (its README), \"run\" columns "
+        "this run's. Intervals are 95 % bootstrap intervals on the test set.", "",
+        markdown_table(table), "",
+    ]
+    if outcomes:
+        lines += ["## Notebooks", ""] + [f"- `{o.notebook}`: {o.describe()}" for o in outcomes] + [""]
+    md_path = out_dir / "results.md"
+    md_path.write_text("\n".join(lines), encoding="utf-8")
+    return md_path, csv_path
+
+
+# --------------------------------------------------------------------------------------------------------
+# The dataset check before a run
+# --------------------------------------------------------------------------------------------------------
+
+def find_images(data_dir: Path) -> str | None:
+    """An image folder to use when the official ``HAM10000_images_part_*`` folders are absent: the first
+    ``images*`` folder in ``data_dir`` holding every image of the metadata (e.g. ``images_200x150``)."""
+    from skinlib import data
+
+    for folder in sorted(p for p in data_dir.glob("images*") if p.is_dir()):
+        try:
+            data.load_metadata(data_dir, images=folder.name)
+        except Exception:
+            continue
+        return folder.name
+    return None
+
+
+def check_dataset(data_dir: Path, images: str | None) -> tuple[bool, str, str | None]:
+    """Whether ``data_dir`` holds a usable HAM10000, a message saying what is there or missing, and the image
+    folder to use (``images``, or one found by :func:`find_images` when the official layout is absent)."""
+    from skinlib import data
+    from skinlib.errors import DataError
+
+    try:
+        data.load_metadata(data_dir, images=images)
+        return True, f"dataset: {data_dir}" + (f" (images from {images})" if images else ""), images
+    except DataError as error:
+        problem = str(error)
+    if images is None and (data_dir / "HAM10000_metadata.csv").is_file():
+        found = find_images(data_dir)
+        if found:
+            return True, (f"dataset: {data_dir} (the official HAM10000_images_part_1/_2 folders are absent; "
+                          f"using every image from {found}/)"), found
+    return False, problem, images
+
+
+def missing_data_message(data_dir: Path, problem: str) -> tuple[str, list[str]]:
+    """What is missing and how to get it (with the download plan when skinlib.download is available)."""
+    lines = [f"No usable HAM10000 dataset in '{data_dir}': {problem}"]
+    parts: list[str] = []
+    try:
+        from skinlib import download
+    except ImportError:
+        download = None
+    if download is not None:
+        parts = download.missing_parts(data_dir, download.DEFAULT_PARTS)
+        if parts:
+            lines.append(download.describe_plan(download.plan(data_dir, parts), data_dir))
+    lines.append(f"Put the metadata CSV and the image folders (HAM10000_images_part_1/, HAM10000_images_part_2/) "
+                 f"in '{data_dir}', or download them with `python -m skinlib download --dest {data_dir}`, "
+                 f"or point --data at another folder (--images picks an image folder inside it).")
+    return "\n".join(lines), parts
+
+
+def offer_download(data_dir: Path, parts: list[str], assume_yes: bool, stream=sys.stderr) -> bool:
+    """Ask (or, with ``assume_yes``, just go ahead) and download ``parts`` into ``data_dir``; True when done."""
+    from skinlib import download
+
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            print("Not downloading without a terminal to confirm: rerun with --download-yes, or download first.",
+                  file=stream)
+            return False
+        try:
+            answer = input("Download it now? [y/N] ").strip().lower()
+        except EOFError:
+            answer = ""
+        if answer not in ("y", "yes"):
+            return False
+    try:
+        download.download(data_dir, parts)
+    except Exception as error:
+        print(f"Download failed: {error}", file=stream)
+        return False
+    return True
