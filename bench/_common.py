@@ -7,6 +7,7 @@ figures are printed once, below the table, for reference only.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -202,3 +203,12 @@ def print_targets(targets: list[Target], dry_run: bool = False) -> bool:
     for target in targets:
         print(target.line())
     return dry_run or all(t.held for t in targets)
+
+
+def model_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line shared by the CPU throughput scripts: ``--models`` and ``--size`` (64x64 by default)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["baseline", "vgg16"])
+    parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("HEIGHT", "WIDTH"))
+    return parser

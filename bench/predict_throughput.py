@@ -21,14 +21,13 @@ of bare speed per view, ensemble >= 0.90 of the speed of its members' bare predi
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Target, format_table, machine, median, print_targets  # noqa: E402
+from _common import Target, format_table, machine, median, model_parser, print_targets  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TTA = "flips"
@@ -109,10 +108,7 @@ def run(args) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["baseline", "vgg16"])
-    parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("HEIGHT", "WIDTH"))
+    parser = model_parser(__doc__)
     parser.add_argument("--n", type=int, default=256, help="images (default 256; a multiple of the batch)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)

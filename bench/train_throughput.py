@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Target, format_table, machine, median, print_targets, report_result, run_worker  # noqa: E402
+from _common import (Target, format_table, machine, median, model_parser, print_targets,  # noqa: E402
+                     report_result, run_worker)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 VARIANTS = ("skinlib", "bare_augmented", "bare")
@@ -166,10 +167,7 @@ def summarize(args, results) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["baseline", "vgg16"])
-    parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("HEIGHT", "WIDTH"))
+    parser = model_parser(__doc__)
     parser.add_argument("--n", type=int, default=1024, help="training images per epoch (default 1024)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is the warm-up")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the backbone table's")
