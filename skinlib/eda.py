@@ -233,13 +233,13 @@ def lesions_with_several_images(meta: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_leakage(meta: pd.DataFrame, seed: int = 0, val_size: float = 0.1) -> pd.DataFrame:
-    """For the study's split ("seed") and the grouped one: per part, images and those whose lesion is in train.
+    """For the study's split ("study") and the grouped one: per part, images and those whose lesion is in train.
 
     The study split images, not lesions: a validation or test image whose lesion has another photo in the
     training set measures memory of that lesion, not diagnosis. The grouped protocol has none.
     """
     rows = []
-    for protocol in ("seed", "grouped"):
+    for protocol in ("study", "grouped"):
         parts = split(meta, protocol=protocol, seed=seed, val_size=val_size)
         for part in ("val", "test"):
             frame = getattr(parts, part)
@@ -252,7 +252,7 @@ def split_leakage(meta: pd.DataFrame, seed: int = 0, val_size: float = 0.1) -> p
 
 def split_leakage_figure(leakage: pd.DataFrame) -> Figure:
     """Bar chart of :func:`split_leakage`: share of validation and test images leaking from train."""
-    shares = leakage["share"].unstack("part").reindex(index=["seed", "grouped"], columns=["val", "test"])
+    shares = leakage["share"].unstack("part").reindex(index=["study", "grouped"], columns=["val", "test"])
     fig, ax = _figure(figsize=(6, 4))
     shares.plot.bar(ax=ax, rot=0)
     for container in ax.containers:

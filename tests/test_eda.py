@@ -49,9 +49,9 @@ def test_lesion_tables_and_leakage(meta):
     assert several.loc["all", "images"] == len(meta)
     leakage = eda.split_leakage(meta, seed=0)
     assert (leakage.loc["grouped", "images whose lesion is in train"] == 0).all()
-    assert leakage.loc["seed", "images whose lesion is in train"].sum() > 0  # 1-3 images per lesion leak
+    assert leakage.loc["study", "images whose lesion is in train"].sum() > 0  # 1-3 images per lesion leak
     assert isinstance(eda.split_leakage_figure(leakage), Figure)
-    assert isinstance(eda.class_balance(data.split(meta, "seed")), Figure)
+    assert isinstance(eda.class_balance(data.split(meta, "study")), Figure)
 
 
 def test_dataset_sources(meta, tmp_path):

@@ -12,7 +12,7 @@ def meta(real_data):
 
 
 def test_seed_protocol_reproduces_the_study(meta):
-    parts = split(meta, "seed", val_size=0.1)
+    parts = split(meta, "study", val_size=0.1)
     assert (len(parts.train), len(parts.val), len(parts.test)) == (8111, 902, 1002)
     assert parts.train["dx"].value_counts().to_dict() == {
         "nv": 5427, "mel": 912, "bkl": 895, "bcc": 406, "akiec": 266, "vasc": 114, "df": 91}
@@ -22,7 +22,7 @@ def test_seed_protocol_reproduces_the_study(meta):
 
 
 def test_seed_protocol_baseline_validation_share(meta):
-    parts = split(meta, "seed", val_size=0.2)
+    parts = split(meta, "study", val_size=0.2)
     assert (len(parts.train), len(parts.val), len(parts.test)) == (7210, 1803, 1002)
 
 

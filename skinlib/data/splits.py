@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from skinlib.classes import CLASSES
 
-PROTOCOLS = ("seed", "grouped")
+PROTOCOLS = ("study", "grouped")
 PARTS = ("train", "val", "test")
 
 
@@ -71,13 +71,13 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
 
     Args:
         meta: frame from :func:`skinlib.data.load_metadata`, in file order.
-        protocol: ``"seed"`` reproduces the study exactly: ``train_test_split(test_size=0.1,
+        protocol: ``"study"`` reproduces the study exactly: ``train_test_split(test_size=0.1,
             random_state=seed)`` on all rows, then ``train_test_split(test_size=val_size,
             random_state=seed + 1)`` on the rest (the study used seed 0; its baseline used val_size 0.2).
             Images of one lesion land in different parts. ``"grouped"`` is leakage-free: no lesion in two
             parts, stratified by ``dx``, deterministic for a seed.
         seed: random seed.
-        val_size: validation share of what remains after the test part ("seed") or of all ("grouped").
+        val_size: validation share of what remains after the test part ("study") or of all ("grouped").
         test_size: test share of all images.
     """
     if protocol not in PROTOCOLS:
@@ -85,7 +85,7 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
     missing = {"lesion_id", "dx"} - set(meta.columns)
     if missing:
         raise ValueError(f"split() needs the metadata columns {sorted(missing)}; use skinlib.data.load_metadata.")
-    if protocol == "seed":
+    if protocol == "study":
         rest, test = train_test_split(meta, test_size=test_size, random_state=seed)
         train, val = train_test_split(rest, test_size=val_size, random_state=seed + 1)
     else:
