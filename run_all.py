@@ -24,7 +24,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent
 sys.path.insert(0, str(PROJECT))
 
-from skinlib import runner, study  # noqa: E402
+import orchestrate as runner  # noqa: E402  (beside this file)
+from skinlib import study  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,10 +34,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Notebooks: " + ", ".join(step.notebook for step in study.STEPS))
     parser.add_argument("--profile", choices=runner.PROFILES, default="full",
-                        help="full: the study's recipe; smoke: every notebook end to end on a small subset, small "
-                             "images, one epoch per stage, random weights, eager (default: %(default)s)")
-    parser.add_argument("--protocol", choices=("seed", "grouped"), default=None,
-                        help="split: the study's image-level 'seed' split, or 'grouped' by lesion (default: seed)")
+                        help="full: each notebook's defaults (the study's settings); smoke: every notebook end to end "
+                             "on a small subset, small images, one epoch per stage, random weights, eager "
+                             "(default: %(default)s)")
+    parser.add_argument("--protocol", choices=("study", "grouped"), default=None,
+                        help="split: the study's image-level split ('study'), or 'grouped' by lesion (default: the "
+                             "notebooks' own, 'study')")
     parser.add_argument("--data", type=Path, default=None,
                         help="HAM10000 folder (default: $SKINLIB_DATA, else data/ham10000)")
     parser.add_argument("--images", default=None,
@@ -58,34 +61,37 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="when the dataset is missing, only say where to put it (do not offer to download)")
     parser.add_argument("--download-yes", action="store_true",
                         help="when the dataset is missing, download it without asking")
-    parser.add_argument("--show-profiles", action="store_true", help="print the profile table and exit")
+    parser.add_argument("--show-profiles", action="store_true",
+                        help="print every notebook parameter: its default (full), smoke value and help; then exit")
     return parser.parse_args(argv)
 
 
 def resolve_data(args: argparse.Namespace) -> tuple[Path, str | None] | None:
-    """The dataset folder and image folder to use, or None (after saying what is missing)."""
+    """The dataset folder and image folder to use, or None (after saying what is wrong and how to fix it)."""
     from skinlib import config
 
     data_dir = (args.data or config.data_root()).expanduser().resolve()
-    usable, message, images = runner.check_dataset(data_dir, args.images)
-    if usable:
+    print(f"Checking the dataset in {data_dir} ...", file=sys.stderr, flush=True)
+    status, message, images = runner.check_dataset(data_dir, args.images)
+    if status == "ok":
         print(message, file=sys.stderr)
         return data_dir, images
-    text, parts = runner.missing_data_message(data_dir, message)
+    text, parts = runner.missing_data_message(data_dir, status, message)
     print(text, file=sys.stderr)
-    if args.no_download or not parts:
+    if status != "absent" or not parts or args.no_download:
         return None
     if not runner.offer_download(data_dir, parts, args.download_yes):
         return None
-    usable, message, images = runner.check_dataset(data_dir, args.images)
+    status, message, images = runner.check_dataset(data_dir, args.images)
     print(message, file=sys.stderr)
-    return (data_dir, images) if usable else None
+    return (data_dir, images) if status == "ok" else None
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.show_profiles:
-        print(runner.profile_frame().to_string(index=False))
+        with __import__("pandas").option_context("display.max_colwidth", 70, "display.width", 200):
+            print(runner.profile_frame().to_string(index=False))
         return 0
     try:
         steps = runner.select(args.only)
@@ -98,7 +104,7 @@ def main(argv=None) -> int:
     if found is None:
         return 2
     data_dir, images = found
-    protocol = args.protocol or "seed"
+    protocol = args.protocol or "study"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = (args.out or PROJECT / "outputs" / f"{args.profile}-{protocol}-{stamp}").expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,14 @@
 """Training-time augmentation as Keras preprocessing layers (never the removed ImageDataGenerator).
 
-``pipeline(name, input_shape, seed)`` returns a ``keras.Sequential`` of random layers that act only when
-called with ``training=True``; ``skinlib.train.fit`` puts it in front of the model, so augmentation runs inside
-the training step on the accelerator, in every Keras backend, and never at inference.
+``pipeline(spec, input_shape, seed)`` returns a ``keras.Sequential`` of random layers that act only when called
+with ``training=True``; ``skinlib.train.fit`` puts it in front of the model, so augmentation runs inside the
+training step, in every Keras backend, and never at inference. ``spec`` is either
 
-Pipelines (the recipes pick them by name):
-
-- ``"seed"``: the study's ImageDataGenerator(rotation_range=60, width/height_shift_range=0.2,
-  shear_range=0.2, zoom_range=0.2, fill_mode="nearest"), no flips. ImageDataGenerator's ``shear_range`` is
-  an angle in DEGREES, so 0.2 is a shear factor of tan(0.2 deg) = 0.0035: kept for fidelity, though tiny.
-- ``"seed_baseline"``: the study's baseline CNN: rotation up to 40 degrees and horizontal flips.
-- ``"corrected"``: flips both ways and 90-degree rotations (dermoscopy has no "up"), plus the study's
-  geometric jitter, with reflected (not smeared) borders.
-- ``"none"``: no augmentation.
+- a ``skinlib.study.Augmentation``: the study's ``ImageDataGenerator`` arguments of that notebook, as layers
+  (rotation, shifts, shear, zoom, optional horizontal flip, the same fill mode). ``ImageDataGenerator`` read
+  ``shear_range`` in DEGREES, so the study's 0.2 is a shear factor of tan(0.2 deg) = 0.0035: kept, though tiny;
+- or a name: ``"corrected"`` (flips both ways, plus 90-degree turns of square inputs, since dermoscopy has no
+  "up"; then the study's geometric jitter with reflected borders) or ``"none"``.
 """
 
 from __future__ import annotations
@@ -24,9 +20,7 @@ from keras import ops
 
 from skinlib.errors import SkinlibError
 
-PIPELINES = ("seed", "seed_baseline", "corrected", "none")
-
-SEED_SHEAR = math.tan(math.radians(0.2))  # ImageDataGenerator(shear_range=0.2) is 0.2 degrees
+PIPELINES = ("corrected", "none")
 
 
 class AugmentError(SkinlibError, ValueError):
@@ -73,40 +67,71 @@ class RandomRot90(keras.layers.Layer):
         return config
 
 
-def _geometric(rotation_degrees: float, shift: float, zoom: float, shear: float, fill_mode: str, seed):
-    """The study's affine jitter, as Keras layers."""
+def _geometric(rotation_degrees: float, shift_x: float, shift_y: float, zoom: float, shear_degrees: float,
+               fill_mode: str, seed):
+    """ImageDataGenerator's affine jitter, as Keras layers."""
+    def offset(i):
+        return None if seed is None else seed + i
+
     return [
-        keras.layers.RandomRotation(rotation_degrees / 360.0, fill_mode=fill_mode, seed=seed),
-        keras.layers.RandomTranslation(shift, shift, fill_mode=fill_mode, seed=None if seed is None else seed + 1),
-        keras.layers.RandomShear(x_factor=shear, fill_mode=fill_mode, seed=None if seed is None else seed + 2),
-        keras.layers.RandomZoom(zoom, zoom, fill_mode=fill_mode, seed=None if seed is None else seed + 3),
+        keras.layers.RandomRotation(rotation_degrees / 360.0, fill_mode=fill_mode, seed=offset(0)),
+        keras.layers.RandomTranslation(shift_y, shift_x, fill_mode=fill_mode, seed=offset(1)),
+        keras.layers.RandomShear(x_factor=math.tan(math.radians(shear_degrees)), fill_mode=fill_mode, seed=offset(2)),
+        keras.layers.RandomZoom(zoom, zoom, fill_mode=fill_mode, seed=offset(3)),
     ]
 
 
-def pipeline(name: str, input_shape=None, seed: int | None = None) -> keras.Sequential:
-    """The augmentation pipeline ``name`` (one of :data:`PIPELINES`) as a ``keras.Sequential``.
+def pipeline(spec, input_shape=None, seed: int | None = None) -> keras.Sequential:
+    """The augmentation for ``spec`` (a ``study.Augmentation`` or a name of :data:`PIPELINES`).
 
     ``input_shape`` (height, width, channels) builds it eagerly; ``seed`` makes it reproducible.
     """
-    offset = (lambda i: None) if seed is None else (lambda i: seed + 10 * i)
-    if name == "seed":
-        layers = _geometric(60, 0.2, 0.2, SEED_SHEAR, "nearest", offset(0))
-    elif name == "seed_baseline":
-        layers = [
-            keras.layers.RandomRotation(40 / 360.0, fill_mode="nearest", seed=offset(0)),
-            keras.layers.RandomFlip("horizontal", seed=offset(1)),
-        ]
-    elif name == "corrected":
-        layers = [
-            keras.layers.RandomFlip("horizontal_and_vertical", seed=offset(0)),
-            RandomRot90(seed=offset(1)),
-            *_geometric(60, 0.2, 0.2, SEED_SHEAR, "reflect", offset(2)),
-        ]
-    elif name == "none":
-        layers = [keras.layers.Identity()]
+    def offset(i):
+        return None if seed is None else seed + 10 * i
+
+    if hasattr(spec, "rotation_range"):  # the study's ImageDataGenerator settings
+        layers = _geometric(spec.rotation_range, spec.width_shift_range, spec.height_shift_range, spec.zoom_range,
+                            spec.shear_range, spec.fill_mode, offset(0))
+        if spec.horizontal_flip:
+            layers.append(keras.layers.RandomFlip("horizontal", seed=offset(1)))
+        name = "study"
+    elif spec == "corrected":
+        layers = [keras.layers.RandomFlip("horizontal_and_vertical", seed=offset(0)), RandomRot90(seed=offset(1)),
+                  *_geometric(60, 0.2, 0.2, 0.2, 0.2, "reflect", offset(2))]
+        name = spec
+    elif spec == "none":
+        layers, name = [keras.layers.Identity()], spec
     else:
-        raise AugmentError(f"unknown augmentation pipeline {name!r}; accepted values: {', '.join(PIPELINES)}")
+        raise AugmentError(f"unknown augmentation {spec!r}; give a study.Augmentation or one of {', '.join(PIPELINES)}")
     model = keras.Sequential(layers, name=f"augment_{name}")
     if input_shape is not None:
         model.build((None, *input_shape))
     return model
+
+
+def describe(augmentation: keras.Sequential) -> dict[str, object]:
+    """What a pipeline does, read from its layers (degrees for rotation; factors otherwise)."""
+    found: dict[str, object] = {}
+    for layer in augmentation.layers:
+        if isinstance(layer, keras.layers.RandomRotation):
+            found["rotation_range"] = round(_upper(layer.factor) * 360.0, 6)
+            found["fill_mode"] = layer.fill_mode
+        elif isinstance(layer, keras.layers.RandomTranslation):
+            found["width_shift_range"] = _upper(layer.width_factor)
+            found["height_shift_range"] = _upper(layer.height_factor)
+        elif isinstance(layer, keras.layers.RandomShear):
+            found["shear_range"] = round(math.degrees(math.atan(_upper(layer.x_factor))), 6)
+        elif isinstance(layer, keras.layers.RandomZoom):
+            found["zoom_range"] = _upper(layer.width_factor)
+        elif isinstance(layer, keras.layers.RandomFlip):
+            found["horizontal_flip"] = "horizontal" in layer.mode
+            found["vertical_flip"] = "vertical" in layer.mode
+        elif isinstance(layer, RandomRot90):
+            found["rot90"] = True
+    found.setdefault("horizontal_flip", False)
+    return found
+
+
+def _upper(factor) -> float:
+    """The upper bound of a Keras random layer's factor (a number or a (low, high) pair)."""
+    return float(factor[1]) if isinstance(factor, (tuple, list)) else float(factor)

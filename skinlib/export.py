@@ -16,7 +16,6 @@ layers, no pickled code).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +62,14 @@ class ModelCard(keras.layers.Layer):
 
 def _jsonable(recipe) -> dict[str, Any]:
     """A recipe (dataclass, dict or None) as a JSON-compatible dict."""
+    from skinlib.outputs import jsonable
+
     if recipe is None:
         return {}
-    if dataclasses.is_dataclass(recipe) and not isinstance(recipe, type):
-        recipe = dataclasses.asdict(recipe)
-    if not isinstance(recipe, dict):
+    if not isinstance(recipe, dict) and not (dataclasses.is_dataclass(recipe) and not isinstance(recipe, type)):
         raise TypeError(f"recipe must be a dataclass (e.g. skinlib.recipes.Recipe), a dict or None, "
                         f"got {type(recipe).__name__}")
-    return json.loads(json.dumps(recipe, default=lambda value: dict(value) if hasattr(value, "keys") else str(value)))
+    return jsonable(recipe)
 
 
 def deployable(model: keras.Model, *, classes=CLASSES, class_names=None, recipe=None, image_size=None,
@@ -121,17 +120,20 @@ def _register_skinlib_layers() -> None:
             pass
 
 
-def load(path: str | Path) -> keras.Model:
-    """Load an exported model (``safe_mode=True``: no Lambda layers or pickled code are accepted)."""
+def load(path: str | Path, run_eagerly: bool = False) -> keras.Model:
+    """Load an exported model (``safe_mode=True``: no Lambda layers or pickled code are accepted);
+    ``run_eagerly`` predicts without graph compilation (tiny smoke runs)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file '{path}' not found: give the .keras file written by "
                                 f"skinlib.export.export")
     _register_skinlib_layers()
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:
         raise ValueError(f"cannot load model '{path}': {error}") from error
+    model.run_eagerly = run_eagerly
+    return model
 
 
 def model_card(model: keras.Model) -> dict[str, Any]:

@@ -1,24 +1,18 @@
 """Grad-CAM: where in the image did the model look? And did it look at the lesion?
 
-Grad-CAM (Selvaraju et al., 2017) weights each channel of a convolutional layer's output by the mean
-gradient of the class score over that channel, sums them and keeps the positive part: a coarse map of
-the regions that raised the score. Here the target layer defaults to the backbone's last convolutional
-block (``skinlib.models.last_conv_layer_name``), and it may sit inside a *nested* backbone model, which
-the usual recipe ``keras.Model(model.inputs, [model.get_layer(name).output, model.output])`` cannot
-reach. The class score is the centred logit ``log p_c - mean_j log p_j``, recovered from the softmax
-output (it does not saturate as the probability does).
+Grad-CAM (Selvaraju et al., 2017) weights each channel of a convolutional feature map by the mean gradient of
+the class score over that channel, sums them and keeps the positive part: a coarse map of the regions that
+raised the score. The model is split, with the public functional API, into ``features`` (image -> the target
+layer's maps; by default the backbone's last conv layer, ``skinlib.backbones``) and ``head`` (maps ->
+probabilities), as in the keras-io example; the class score is the centred logit ``log p_c - mean_j log p_j``,
+recovered from the softmax output (it does not saturate as the probability does).
 
     >>> heat = gradcam.gradcam(model, images)                 # (N, H, W) in 0..1, image-sized
     >>> picture = gradcam.overlay(images[0], heat[0])         # RGB uint8
     >>> gradcam.lesion_focus(heat[0], gradcam.load_mask(mask_path, heat[0].shape))
 
-:func:`lesion_focus` is the share of the heat that falls on the official lesion segmentation: a model
-that looks at rulers, ink or hair scores low.
-
-How it works, backend-agnostically: the model is re-traced (sharing its layers and weights) with an
-extra input ``delta`` added to the target layer's output; the gradient of the score with respect to
-``delta`` at zero is the gradient with respect to the activations. Only that one gradient, of a
-function with respect to an input, needs the backend's own API (:func:`input_gradient`).
+:func:`lesion_focus` is the share of the heat that falls on the official lesion segmentation (a model that looks
+at rulers, ink or hair scores low); :func:`focus_table` puts it beside the lesion's share of the image.
 """
 
 from __future__ import annotations
@@ -28,21 +22,16 @@ from typing import Callable
 
 import keras
 import numpy as np
+import pandas as pd
 from keras import ops
 from PIL import Image
 
 EPSILON = 1e-7
 
 
-# ----------------------------------------------------------------------------------------------------
-# The one backend-specific piece
-# ----------------------------------------------------------------------------------------------------
-
 def input_gradient(function: Callable, value: np.ndarray) -> np.ndarray:
-    """The gradient of the scalar ``function(value)`` with respect to the array ``value``.
-
-    ``function`` is written with ``keras.ops``; the differentiation uses the active backend's API.
-    """
+    """The gradient of the scalar ``function(value)`` with respect to the array ``value``: the one piece that
+    needs the backend's own API (``function`` itself is written with ``keras.ops``)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -64,59 +53,27 @@ def input_gradient(function: Callable, value: np.ndarray) -> np.ndarray:
                               f"use KERAS_BACKEND=tensorflow, jax or torch")
 
 
-# ----------------------------------------------------------------------------------------------------
-# Finding the target layer, also inside nested models
-# ----------------------------------------------------------------------------------------------------
-
-def _is_model(layer) -> bool:
-    return isinstance(layer, keras.Model)
-
-
-def _contains(model: keras.Model, target) -> bool:
-    return any(layer is target or (_is_model(layer) and _contains(layer, target)) for layer in model.layers)
-
-
-def find_layer(model: keras.Model, name: str):
-    """The layer called ``name`` in ``model`` or in any model nested in it (depth first)."""
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-    for layer in model.layers:
-        if _is_model(layer):
-            try:
-                return find_layer(layer, name)
-            except ValueError:
-                pass
-    raise ValueError(f"no layer named {name!r} in model {model.name!r} or the models nested in it")
-
-
-def last_conv_layer(model: keras.Model):
-    """The layer Grad-CAM explains by default.
-
-    ``skinlib.models.last_conv_layer_name`` when it knows the model (the backbone registry's
-    ``last_conv_layer``), else the last layer, nested models included, whose output is a 4-D
-    (N, H, W, C) feature map.
-    """
-    try:
-        from skinlib import models
-
-        return find_layer(model, models.last_conv_layer_name(model))
-    except (ImportError, ValueError, KeyError):  # a model skinlib.models did not build: use the shapes
-        pass
-    for layer in reversed(model.layers):
-        if _is_model(layer):
-            try:
-                return last_conv_layer(layer)
-            except ValueError:
-                continue
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+def target_layer(model: keras.Model, layer=None):
+    """The layer Grad-CAM explains: ``layer`` (a name or a layer of ``model``); else the backbone's last conv
+    layer when skinlib built ``model``; else the last layer of ``model`` with a 4-D (N, H, W, C) output."""
+    if isinstance(layer, str):
         try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
+            return model.get_layer(layer)
+        except ValueError:
+            raise ValueError(f"no layer named {layer!r} in model {model.name!r}: Grad-CAM explains a layer of the "
+                             f"model itself (for an exported model, explain the model it wraps)") from None
+    if layer is not None:
+        return layer
+    from skinlib import backbones
+
+    if model.name in backbones.BACKBONES:
+        return model.get_layer(backbones.get(model.name).last_conv_layer)
+    for candidate in reversed(model.layers):
+        if isinstance(candidate, keras.Model):
             continue
-        if len(shape) == 4:
-            return layer
+        shape = getattr(getattr(candidate, "output", None), "shape", ())
+        if len(shape) == 4 and not isinstance(candidate, keras.layers.InputLayer):
+            return candidate
     raise ValueError(f"model {model.name!r} has no layer with a 4-D output to explain; pass layer=...")
 
 
@@ -124,50 +81,21 @@ class GradCAM:
     """Grad-CAM for one model and target layer; reusable over many batches.
 
     Args:
-        model: a Keras model outputting class probabilities.
-        layer: the target layer, its name, or None for :func:`last_conv_layer`.
+        model: a Keras functional model outputting class probabilities.
+        layer: the target layer, its name, or None for :func:`target_layer`'s choice.
     """
 
     def __init__(self, model: keras.Model, layer=None):
         self.model = model
-        self.layer = last_conv_layer(model) if layer is None else (
-            find_layer(model, layer) if isinstance(layer, str) else layer)
-        if not _contains(model, self.layer):
-            raise ValueError(f"layer {self.layer.name!r} is not part of model {model.name!r}")
+        self.layer = target_layer(model, layer)
         if len(model.inputs) != 1:
             raise ValueError(f"Grad-CAM needs a model with one image input; {model.name!r} has {len(model.inputs)}")
-        image = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype, name="gradcam_image")
-        delta = keras.Input(batch_shape=self.layer.output.shape, name="gradcam_delta_input")
-        activations, probabilities = self._trace(image, delta)
-        self.features = keras.Model(image, activations, name="gradcam_features")
-        self.traced = keras.Model([image, delta], probabilities, name="gradcam_traced")
-
-    def _trace(self, image, delta):
-        tap = {}
-        target = self.layer
-
-        def run(model, x):
-            def call(layer, *args, **kwargs):
-                if layer is target:
-                    tap["activations"] = layer(*args, **kwargs)
-                    return keras.layers.Add()([tap["activations"], delta])
-                if _is_model(layer) and _contains(layer, target):
-                    return run(layer, args[0])
-                return layer(*args, **kwargs)
-
-            if isinstance(model, keras.Sequential):
-                for layer in model.layers:
-                    if not isinstance(layer, keras.layers.InputLayer):
-                        x = call(layer, x)
-                return x
-            # Re-run the functional graph on our tensors, reusing its layers: what keras.models.clone_model
-            # does with clone_function=identity, minus building a Model (delta is not among its inputs).
-            return model._run_through_graph(x, operation_fn=lambda layer: layer, call_fn=call)
-
-        probabilities = run(self.model, image)
-        if "activations" not in tap:
-            raise ValueError(f"layer {target.name!r} is not reached when calling model {self.model.name!r}")
-        return tap["activations"], probabilities
+        try:
+            self.features = keras.Model(model.inputs, self.layer.output, name=f"{model.name}_features")
+            self.head = keras.Model(self.layer.output, model.output, name=f"{model.name}_head")
+        except Exception as error:  # the layer is not on the path from the input to the output
+            raise ValueError(f"cannot split model {model.name!r} at layer {self.layer.name!r} into features and "
+                             f"head: {error}") from error
 
     def __call__(self, images, class_index=None, upsample: bool = True) -> np.ndarray:
         """Heatmaps (N, h, w) in 0..1 for ``images`` (N, H, W, 3, raw pixels as the model takes them).
@@ -178,21 +106,17 @@ class GradCAM:
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[None]
-        image_tensor = ops.convert_to_tensor(images)
-        activations = ops.convert_to_numpy(self.features(image_tensor))
+        activations = ops.convert_to_numpy(self.features(ops.convert_to_tensor(images))).astype("float32")
         if class_index is None:
-            probabilities = ops.convert_to_numpy(self.traced([image_tensor, ops.zeros_like(activations)]))
-            class_index = probabilities.argmax(axis=1)
+            class_index = ops.convert_to_numpy(self.head(activations)).argmax(axis=1)
         classes = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (len(images),))
-        n_classes = self.traced.output.shape[-1]
-        selector = ops.convert_to_tensor(np.eye(n_classes, dtype="float32")[classes])
+        selector = ops.convert_to_tensor(np.eye(self.head.output.shape[-1], dtype="float32")[classes])
 
-        def score(delta):
-            log_p = ops.log(self.traced([image_tensor, delta]) + EPSILON)
-            centred = log_p - ops.mean(log_p, axis=-1, keepdims=True)
-            return ops.sum(centred * selector)
+        def score(maps):
+            log_p = ops.log(ops.cast(self.head(maps), "float32") + EPSILON)
+            return ops.sum((log_p - ops.mean(log_p, axis=-1, keepdims=True)) * selector)
 
-        gradients = input_gradient(score, activations.astype("float32"))
+        gradients = input_gradient(score, activations)
         weights = gradients.mean(axis=(1, 2), keepdims=True)
         maps = np.maximum((weights * activations).sum(axis=-1), 0.0)
         peaks = maps.max(axis=(1, 2), keepdims=True)
@@ -202,9 +126,17 @@ class GradCAM:
         return maps.astype(np.float32)
 
 
-def gradcam(model: keras.Model, images, class_index=None, layer=None, upsample: bool = True) -> np.ndarray:
-    """Grad-CAM heatmaps (N, H, W) in 0..1 of ``model`` on ``images``; see :class:`GradCAM`."""
-    return GradCAM(model, layer)(images, class_index=class_index, upsample=upsample)
+def gradcam(model: keras.Model, images, class_index=None, layer=None, upsample: bool = True,
+            batch_size: int = 32) -> np.ndarray:
+    """Grad-CAM heatmaps (N, H, W) in 0..1 of ``model`` on ``images``, ``batch_size`` at a time; see :class:`GradCAM`."""
+    explainer = GradCAM(model, layer)
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    classes = None if class_index is None else np.broadcast_to(np.asarray(class_index), (len(images),))
+    return np.concatenate([explainer(images[start:start + batch_size],
+                                     None if classes is None else classes[start:start + batch_size], upsample)
+                           for start in range(0, len(images), batch_size)])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -260,3 +192,40 @@ def lesion_focus(heatmap, mask) -> float:
             (heat.shape[1], heat.shape[0]), Image.Resampling.NEAREST)) > 127
     total = heat.sum()
     return float(heat[mask.astype(bool)].sum() / total) if total > 0 else float("nan")
+
+
+def focus_table(heat: np.ndarray, frame: pd.DataFrame, masks_dir: str | Path | None, predicted=None) -> pd.DataFrame:
+    """Per explained image: id, true class, the explained (predicted) class, the share of the heat on the lesion,
+    the lesion's share of the image, and their ratio (``focus_ratio``: 1 is what a map spread evenly scores, so
+    large lesions do not score high by area alone). NaN where ``masks_dir`` has no mask for the image."""
+    from skinlib import CLASSES
+
+    rows = []
+    for i, image_id in enumerate(frame["image_id"]):
+        path = None if masks_dir is None else Path(masks_dir) / f"{image_id}_segmentation.png"
+        focus = share = np.nan
+        if path is not None and path.is_file():
+            mask = load_mask(path, heat[i].shape)
+            focus, share = lesion_focus(heat[i], mask), float(mask.mean())
+        rows.append({"image_id": image_id, "dx": frame["dx"].iloc[i],
+                     "explained": None if predicted is None else CLASSES[int(predicted[i])],
+                     "lesion_focus": focus, "lesion_share": share,
+                     "focus_ratio": focus / share if share and share > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def sample_per_class(labels, per_class: int = 2, seed: int = 0) -> np.ndarray:
+    """Positions of up to ``per_class`` images of each class, drawn with ``seed``, in order: a Grad-CAM sample that
+    does not depend on how the test set happens to be sorted."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == k), size=min(per_class, int(np.sum(labels == k))), replace=False)
+              for k in np.unique(labels)]
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=int)
+
+
+def titles(table: pd.DataFrame) -> list[str]:
+    """Panel titles for :func:`focus_table`'s rows: the true class, the explained class, and the focus ratio."""
+    return [f"true {row.dx} | explains {row.explained}" + ("" if np.isnan(row.focus_ratio) else
+                                                           f" | focus {row.focus_ratio:.1f}x")
+            for row in table.itertuples()]

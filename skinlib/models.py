@@ -1,21 +1,17 @@
-"""The study's five classifiers: a baseline CNN and four ImageNet backbones with the study's head.
+"""The classifiers: the study's baseline CNN, or a ``skinlib.backbones`` network with the study's head.
 
 ::
 
-    model = models.build("densenet201", weights=None)   # raw 0..255 pixels in, 7 probabilities out
-    models.set_trainable(model, "top", bn="seed")       # the study's partial fine-tuning
-    model.compile(...)                                  # recompiling is the caller's job
+    model = models.build("densenet201", weights=None)     # raw 0..255 pixels in, 7 probabilities out
+    models.set_trainable(model, "top", bn="train")        # what trains in the next stage, and BatchNorm's mode
+    features, head = models.split(model)                  # image -> last conv maps, maps -> probabilities
 
 Every model takes raw RGB pixels (uint8 or float, NHWC) and starts with a weightless
 :class:`skinlib.preprocessing.Preprocess` layer named ``"preprocess"``, so ``model.predict(uint8_images)`` is
-right and parameter counts are the study's. The model is named after its registry key (``model.name ==
-"vgg16"``); that is how :func:`set_trainable`, :func:`backbone_of` and :func:`last_conv_layer_name` find the
-backbone's facts in ``skinlib.backbones``.
-
-The model is FLAT: the ``keras.applications`` backbone's layers sit directly in ``model.layers``, between
-``"preprocess"`` and the head (``"head_pool"``, ``"head_dense"``, ``"head_dropout"``, ``"predictions"``).
-So every intermediate output is connected to ``model.input``, and Grad-CAM needs no unpacking of a nested
-model: ``grad_model(model)`` returns ``keras.Model(model.inputs, [last conv output, predictions])``.
+right and parameter counts are the study's. The model is named after its backbone key, and is FLAT: the
+``keras.applications`` layers sit directly in ``model.layers`` between ``"preprocess"`` and the head
+(``"head_pool"`` or ``"head_flatten"``, ``"head_dense"``, ``"head_dropout"``, ``"predictions"``), so every
+intermediate output is reachable from ``model.input`` through the public functional API.
 """
 
 from __future__ import annotations
@@ -35,8 +31,9 @@ from skinlib.preprocessing import MODES, Preprocess
 NUM_CLASSES = len(CLASSES)
 HEAD_LAYERS = ("head_pool", "head_flatten", "head_dense", "head_dropout", "predictions")
 PREPROCESS_LAYER = "preprocess"
-STAGES = ("head", "top", "all")
-BN_MODES = ("frozen", "seed")
+LAYERS = ("head", "top", "all")
+BN_MODES = ("frozen", "train", "reset", "keras2_frozen", "none")
+KERAS_BN_MOMENTUM = keras.layers.BatchNormalization().momentum
 
 
 class ModelError(SkinlibError, ValueError):
@@ -51,24 +48,21 @@ def build(
     name: str,
     input_shape: tuple[int, int, int] | None = None,
     weights: str | Path | None = "imagenet",
-    preprocess="seed",
+    preprocess: str | Preprocess = "backbone",
     mixed_precision: bool | str = False,
 ) -> keras.Model:
-    """Builds a classifier of the study.
+    """Builds a classifier: the backbone ``name`` with the study's head (global max pooling, dense 512 ReLU,
+    dropout 0.5, dense 7 softmax; the baseline flattens instead of pooling).
 
     Args:
-        name: a key of ``skinlib.backbones`` ("baseline", "vgg16", "inception_v3", "inception_resnet_v2",
-            "densenet201").
-        input_shape: (height, width, 3); default the study's (64x64 baseline, 192x256 otherwise).
-        weights: ``"imagenet"`` (Keras downloads and caches them under ``$KERAS_HOME``), ``None`` (random),
-            or the path of a weights file: either this whole model's (``model.save_weights``) or the bare
-            backbone's (e.g. Keras' ``*_notop.h5``). The baseline has no pretrained weights: ``"imagenet"``
-            means random for it.
-        preprocess: "seed" (the study's: x / 255, or one mean/std for the baseline), "backbone" or
-            "corrected" (the backbone's own ``preprocess_input``), a mode of ``skinlib.preprocessing.MODES``,
-            or a ``Preprocess`` layer.
-        mixed_precision: ``True`` ("mixed_float16") or a policy name ("mixed_bfloat16") to build with;
-            the output layer stays float32.
+        name: a key of ``skinlib.backbones``.
+        input_shape: (height, width, 3); default the backbone's.
+        weights: ``"imagenet"`` (Keras downloads and caches them under ``$KERAS_HOME``), ``None`` (random), or
+            a weights file: this whole model's (``model.save_weights``) or the bare backbone's (Keras'
+            ``*_notop.h5``). The baseline has no pretrained weights: ``"imagenet"`` means random for it.
+        preprocess: "backbone" (the backbone's own ``preprocess_input``), a mode of
+            ``skinlib.preprocessing.MODES`` (the study used "unit", x / 255), or a ``Preprocess`` layer.
+        mixed_precision: ``True`` ("mixed_float16") or a policy name ("mixed_bfloat16"); the output stays float32.
 
     Returns:
         A ``keras.Model`` named ``name``: raw pixels in, 7 softmax probabilities (float32) out, all layers
@@ -85,8 +79,7 @@ def build(
         x = preprocess_layer(inputs)
         if spec.application is None:
             backbone_app = None
-            features = _baseline_features(x)
-            x = keras.layers.Flatten(name="head_flatten")(features)
+            x = keras.layers.Flatten(name="head_flatten")(_baseline_features(x))
         else:
             backbone_app = _application(spec, x, input_shape, "imagenet" if weights == "imagenet" else None)
             x = keras.layers.GlobalMaxPooling2D(name="head_pool")(backbone_app.output)
@@ -101,7 +94,7 @@ def build(
 
 
 def spec_of(model: keras.Model) -> Backbone:
-    """The registry entry of a model made by :func:`build` (found by its name)."""
+    """The registry entry of a model made by :func:`build` (its name is the backbone key)."""
     try:
         return backbones.get(model.name)
     except backbones.UnknownBackboneError:
@@ -118,31 +111,28 @@ def preprocess_of(model: keras.Model) -> Preprocess:
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The backbone's layers, in order (``keras.applications``' ``layers[1:]``; the baseline's conv blocks)."""
-    spec_of(model)
     skip = {PREPROCESS_LAYER, *HEAD_LAYERS}
-    return [
-        layer
-        for layer in model.layers
-        if layer.name not in skip and not isinstance(layer, keras.layers.InputLayer)
-    ]
+    return [layer for layer in model.layers
+            if layer.name not in skip and not isinstance(layer, keras.layers.InputLayer)]
 
 
-def backbone_of(model: keras.Model) -> keras.Model:
-    """The backbone as a ``keras.Model`` sharing the model's layers: preprocessed image -> feature maps."""
-    spec = spec_of(model)
-    first_head = model.get_layer("head_flatten" if spec.application is None else "head_pool")
-    return keras.Model(preprocess_of(model).output, first_head.input, name=f"{spec.key}_backbone")
+def split(model: keras.Model, layer: str | None = None) -> tuple[keras.Model, keras.Model]:
+    """``(features, head)``: image -> the feature maps of ``layer`` (default the backbone's last conv layer),
+    and those maps -> probabilities. ``head(features(x))`` equals ``model(x)``; both share ``model``'s layers."""
+    name = layer or spec_of(model).last_conv_layer
+    try:
+        maps = model.get_layer(name).output
+    except ValueError:
+        raise ModelError(f"no layer {name!r} in model {model.name!r}") from None
+    features = keras.Model(model.inputs, maps, name=f"{model.name}_features")
+    head = keras.Model(maps, model.output, name=f"{model.name}_head")
+    return features, head
 
 
-def last_conv_layer_name(model: keras.Model) -> str:
-    """Name of the backbone's last convolutional block output (Grad-CAM's target layer) in ``model``."""
-    return spec_of(model).last_conv_layer
-
-
-def grad_model(model: keras.Model) -> keras.Model:
-    """``keras.Model(model.inputs, [last conv block output, predictions])``, for Grad-CAM."""
-    conv = model.get_layer(last_conv_layer_name(model))
-    return keras.Model(model.inputs, [conv.output, model.output], name=f"{model.name}_grad")
+def depth(model: keras.Model) -> int:
+    """Layers as the study (Keras 2) counted them: input, backbone and head; skinlib's weightless preprocessing
+    layer, which the study's models did not have, is not counted."""
+    return sum(1 for layer in model.layers if layer.name != PREPROCESS_LAYER)
 
 
 def param_counts(model: keras.Model) -> dict[str, int]:
@@ -152,43 +142,41 @@ def param_counts(model: keras.Model) -> dict[str, int]:
     return {"total": trainable + non_trainable, "trainable": trainable, "non_trainable": non_trainable}
 
 
-def set_trainable(model: keras.Model, stage: str, bn: str = "frozen") -> keras.Model:
-    """Sets which layers train in a stage; returns ``model``. Recompile afterwards (the caller's job).
+def set_trainable(model: keras.Model, layers: str, bn: str = "frozen") -> keras.Model:
+    """Sets what trains in the next stage, and how BatchNormalization behaves; returns ``model``.
 
     Args:
-        stage: "head" (backbone frozen, head trains), "top" (the study's partial unfreeze: the backbone from
-            the registry's ``unfreeze`` layer on), or "all". The baseline CNN, trained from scratch, has only
-            "all".
-        bn: "frozen": every BatchNormalization layer is non-trainable, which in Keras 3 also runs it in
-            inference mode (moving statistics used and kept). "seed": the study's workaround: every
-            BatchNormalization layer of the backbone trainable (batch statistics in training, moving
-            statistics updated) with its moving mean and variance reset to zero, at every call, as the study
-            did in both stages of its partial fine-tuning notebooks.
+        layers: "head" (backbone frozen, head trains), "top" (the backbone from its registry ``unfreeze``
+            layer on, as the study's partial fine-tuning), or "all". The baseline CNN trains from scratch: "all".
+        bn: what every BatchNormalization layer of the backbone does, whatever ``layers`` says:
 
-    Keras bakes ``trainable`` into the compiled train step: call ``model.compile(...)`` after this.
+            - "frozen": inference mode (moving statistics used and kept; gamma, beta fixed): Keras 3's frozen BN.
+            - "train": trainable (batch statistics while training, moving statistics updated).
+            - "reset": "train", with the moving mean and variance first set to zero: the study's README
+              workaround (its partial fine-tuning notebooks, before the head stage).
+            - "keras2_frozen": Keras 2.2.4's frozen BN, which the study's full retrains ran on in their head
+              stage: batch statistics while training, moving statistics, gamma and beta kept (the layer runs
+              in training mode with momentum 1 and its gamma and beta not trainable).
+            - "none": the model has no BN (it is an error if it has).
+
+    The compiled train step bakes in ``trainable``: compile (``skinlib.train.fit`` does) after this.
     """
     spec = spec_of(model)
-    if stage not in STAGES:
-        raise ModelError(f"unknown stage {stage!r}; accepted values: {', '.join(STAGES)}")
+    if layers not in LAYERS:
+        raise ModelError(f"unknown layers {layers!r}; accepted values: {', '.join(LAYERS)}")
     if bn not in BN_MODES:
         raise ModelError(f"unknown bn mode {bn!r}; accepted values: {', '.join(BN_MODES)}")
-    if spec.unfreeze is None and stage != "all":
-        raise ModelError(f"{spec.key!r} has no pretrained backbone to freeze; its only stage is 'all'")
+    if spec.unfreeze is None and layers != "all":
+        raise ModelError(f"{spec.key!r} has no pretrained backbone to freeze; it trains 'all' its layers")
 
-    layers = backbone_layers(model)
-    first_trained = len(layers)  # "head"
-    if stage == "all":
-        first_trained = 0
-    elif stage == "top":
-        first_trained = _unfreeze_position(spec, layers)
-
+    found = backbone_layers(model)
+    first_trained = {"head": len(found), "all": 0}.get(layers)
+    if first_trained is None:
+        first_trained = _unfreeze_position(spec, found)
     model.trainable = True
-    for position, layer in enumerate(layers):
+    for position, layer in enumerate(found):
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = bn == "seed"
-            if bn == "seed":
-                layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
-                layer.moving_variance.assign(np.zeros(layer.moving_variance.shape, dtype="float32"))
+            _set_batch_norm(layer, bn, spec.key)
         else:
             layer.trainable = position >= first_trained
     for name in HEAD_LAYERS:
@@ -197,13 +185,36 @@ def set_trainable(model: keras.Model, stage: str, bn: str = "frozen") -> keras.M
     return model
 
 
+def batch_norm_state(model: keras.Model) -> dict[str, int]:
+    """How many BN layers are trainable, run on batch statistics without updates (keras2_frozen), and have
+    all-zero moving means: for tests and notebooks that show the BN action of a stage."""
+    layers = [layer for layer in backbone_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    return {"bn_layers": len(layers),
+            "trainable": sum(layer.trainable for layer in layers),
+            "keras2_frozen": sum(layer.trainable and layer.momentum == 1.0 for layer in layers),
+            "zeroed": sum(not np.any(keras.ops.convert_to_numpy(layer.moving_mean)) for layer in layers)}
+
+
+def _set_batch_norm(layer, bn: str, key: str) -> None:
+    if bn == "none":
+        raise ModelError(f"{key!r} has BatchNormalization layers: choose a bn mode among {', '.join(BN_MODES[:4])}")
+    layer.trainable = bn != "frozen"
+    layer.momentum = 1.0 if bn == "keras2_frozen" else KERAS_BN_MOMENTUM
+    for variable in (layer.gamma, layer.beta):
+        if variable is not None:
+            variable.trainable = bn != "keras2_frozen"
+    if bn == "reset":
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
+        layer.moving_variance.assign(np.zeros(layer.moving_variance.shape, dtype="float32"))
+
+
 def _unfreeze_position(spec: Backbone, layers) -> int:
     names = [layer.name for layer in layers]
     try:
-        position = names.index(spec.unfreeze.layer)
+        position = names.index(spec.unfreeze)
     except ValueError:
-        raise ModelError(f"layer {spec.unfreeze.layer!r} of {spec.key!r} not found in the model") from None
-    return position if spec.unfreeze.inclusive else position + 1
+        raise ModelError(f"layer {spec.unfreeze!r} of {spec.key!r} not found in the model") from None
+    return position if spec.unfreeze_inclusive else position + 1
 
 
 def _baseline_features(x):
@@ -217,7 +228,8 @@ def _baseline_features(x):
 def _application(spec: Backbone, x, input_shape, weights) -> keras.Model:
     constructor = getattr(keras.applications, spec.application)
     try:
-        return constructor(include_top=False, weights=weights, input_tensor=x, input_shape=input_shape)
+        return constructor(include_top=False, weights=weights, input_tensor=x, input_shape=input_shape,
+                           **spec.arguments)
     except Exception as error:  # the download is the only step here that fails on valid arguments
         if weights != "imagenet":
             raise
@@ -250,7 +262,7 @@ def _preprocess_layer(spec: Backbone, preprocess) -> Preprocess:
         if preprocess.name != PREPROCESS_LAYER:
             preprocess = Preprocess.from_config({**preprocess.get_config(), "name": PREPROCESS_LAYER})
         return preprocess
-    aliases = {"seed": spec.seed_preprocess, "backbone": spec.preprocess, "corrected": spec.preprocess}
+    aliases = {"backbone": spec.preprocess}
     mode = aliases.get(preprocess, preprocess)
     if mode not in MODES:
         accepted = ", ".join([*aliases, *MODES])
@@ -282,6 +294,7 @@ def _load_weights(model: keras.Model, backbone_app, path: Path, spec: Backbone) 
     for what, target in targets:
         try:
             _strict_load(target, path)
+            _restore_preprocess(model, path)
             return
         except Exception as error:  # keras raises ValueError, KeyError or OSError depending on the format
             errors.append(f"as {what}: {type(error).__name__}: {error}")
@@ -290,6 +303,33 @@ def _load_weights(model: keras.Model, backbone_app, path: Path, spec: Backbone) 
         f"(input {model.input_shape[1:]}): it was saved from another architecture or input shape, or is not a "
         "Keras weights file. Tried " + "; ".join(e[:300] for e in errors)
     )
+
+
+PREPROCESS_FILE = "preprocess.json"
+
+
+def save_preprocess(model: keras.Model, folder: str | Path) -> Path:
+    """Writes the model's ``Preprocess`` config (mode, and the baseline's mean and std) to
+    ``folder/preprocess.json``, so that weights saved in ``folder`` rebuild a model that predicts."""
+    import json
+
+    path = Path(folder) / PREPROCESS_FILE
+    config = preprocess_of(model).get_config()
+    path.write_text(json.dumps({k: config[k] for k in ("mode", "mean", "std")}) + "\n", encoding="utf-8")
+    return path
+
+
+def _restore_preprocess(model: keras.Model, weights_path: Path) -> None:
+    """The mean and std of a "standardize" layer, from the preprocess.json beside the weights file."""
+    import json
+
+    layer = preprocess_of(model)
+    saved = weights_path.parent / PREPROCESS_FILE
+    if layer.mode != "standardize" or layer.adapted or not saved.is_file():
+        return
+    config = json.loads(saved.read_text(encoding="utf-8"))
+    if config.get("mode") == "standardize" and config.get("std"):
+        layer.mean, layer.std = float(config["mean"]), float(config["std"])
 
 
 def _strict_load(target: keras.Model, path: Path) -> None:

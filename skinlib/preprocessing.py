@@ -8,12 +8,13 @@
 
 Modes:
 
-- ``"unit"``: x / 255 (the study's recipe, which skipped the backbones' own preprocessing);
+- ``"unit"``: x / 255 (the study's, which skipped the backbones' own preprocessing);
 - ``"tf"``: x / 127.5 - 1 (Inception V3, Inception-ResNet V2);
 - ``"caffe"``: RGB to BGR, minus the ImageNet BGR means (VGG16);
 - ``"torch"``: x / 255, minus the ImageNet means, divided by their stds (DenseNet);
-- ``"standardize"``: (x - mean) / std with ONE mean and ONE std of the training pixels (the study's baseline);
-  set them with ``mean=``/``std=`` or :meth:`Preprocess.adapt`;
+- ``"standardize"``: (x - mean) / std with ONE mean and ONE std of the pixels (the study's baseline, which took
+  them over all 10,015 images; the corrected recipe over the training images); set them with ``mean=``/``std=``
+  or :meth:`Preprocess.adapt`;
 - ``"none"``: the raw values, as float.
 
 The constants sit in the layer config, not in weights: the layer has no parameters, so a model's parameter
@@ -66,21 +67,22 @@ class Preprocess(keras.layers.Layer):
         return self.mode != "standardize" or (self.mean is not None and self.std is not None)
 
     def adapt(self, images) -> "Preprocess":
-        """Sets mean and std (mode "standardize") from a uint8/float array of training images."""
+        """Sets mean and std (mode "standardize") from a uint8/float image array, or a list of arrays (e.g. the
+        train, validation and test images, as the study did), without concatenating them."""
         if self.mode != "standardize":
             raise PreprocessError(f"adapt() applies only to mode 'standardize', not {self.mode!r}")
-        images = np.asarray(images)
-        if images.size == 0:
+        arrays = [np.asarray(a) for a in images] if isinstance(images, (list, tuple)) else [np.asarray(images)]
+        if sum(a.size for a in arrays) == 0:
             raise PreprocessError("adapt() needs at least one image")
         # float64 accumulation over uint8 pixels, chunked so that a 10,000-image array needs no float copy
-        flat = images.reshape(len(images), -1)
-        total = count = 0.0
-        squares = 0.0
-        for start in range(0, len(flat), 512):
-            chunk = flat[start : start + 512].astype(np.float64)
-            total += chunk.sum()
-            squares += np.square(chunk).sum()
-            count += chunk.size
+        total = squares = count = 0.0
+        for array in arrays:
+            flat = array.reshape(len(array), -1)
+            for start in range(0, len(flat), 512):
+                chunk = flat[start : start + 512].astype(np.float64)
+                total += chunk.sum()
+                squares += np.square(chunk).sum()
+                count += chunk.size
         mean = total / count
         std = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
         self.mean, self.std = float(mean), std if std > 0 else 1.0
@@ -101,8 +103,9 @@ class Preprocess(keras.layers.Layer):
         if self.mode == "standardize":
             if not self.adapted:
                 raise PreprocessError(
-                    "Preprocess('standardize') has no mean/std yet: call layer.adapt(train_images) "
-                    "(skinlib.train.fit does it for you) or pass mean= and std="
+                    "Preprocess('standardize') has no mean/std yet: call layer.adapt(train_images) or pass mean= and "
+                    "std=. A model rebuilt with models.build(name, weights='<file>.weights.h5') takes them from the "
+                    "preprocess.json that skinlib.train.fit writes beside its weights: keep the two files together"
                 )
             return (x - self.mean) / self.std
         return x

@@ -1,15 +1,14 @@
-"""Training recipes as data: the study's ("seed") and a careful modern one ("corrected").
+"""How to train: the study's recipe ("study") and a careful modern one ("corrected"), as data.
 
-A :class:`Recipe` says how to train; the backbone table (``skinlib.backbones``) says how long and with which
-batch size. ``skinlib.train.fit`` reads both::
+The schedule (epochs, batch size, learning rates, plateaus) is the study's in both, and lives in ``skinlib.study``;
+a recipe decides everything else::
 
-    >>> from skinlib import recipes
-    >>> recipes.get("seed").bn
-    'seed'
-    >>> recipes.get("corrected").restore_best
-    True
+    >>> from skinlib import recipes, study
+    >>> head, top = study.stages("04")
+    >>> recipes.get("study").bn_for(head), recipes.get("corrected").bn_for(head)
+    ('reset', 'frozen')
 
-Use ``dataclasses.replace(recipes.get("corrected"), label_smoothing=0.1)`` for a variant.
+``recipe.replace(balance="class_weight")`` gives a variant.
 """
 
 from __future__ import annotations
@@ -22,38 +21,11 @@ import keras
 
 from skinlib.errors import SkinlibError
 
+MONITORS = {"val_accuracy": "max", "val_loss": "min"}
+
 
 class RecipeError(SkinlibError, ValueError):
     """An unknown recipe or an invalid recipe field."""
-
-
-@dataclass(frozen=True)
-class Optimizer:
-    """An optimizer setting; :meth:`make` returns a fresh Keras optimizer."""
-
-    name: str = "adam"  # "adam" or "adamw"
-    learning_rate: float = 1e-4
-    amsgrad: bool = False
-    weight_decay: float | None = None
-
-    def make(self) -> keras.optimizers.Optimizer:
-        if self.name == "adam":
-            return keras.optimizers.Adam(self.learning_rate, amsgrad=self.amsgrad)
-        if self.name == "adamw":
-            return keras.optimizers.AdamW(
-                self.learning_rate, weight_decay=self.weight_decay or 0.004, amsgrad=self.amsgrad
-            )
-        raise RecipeError(f"unknown optimizer {self.name!r}; accepted values: adam, adamw")
-
-
-@dataclass(frozen=True)
-class Plateau:
-    """ReduceLROnPlateau settings (the backbone table's phases may override patience and cooldown)."""
-
-    factor: float = 0.5
-    patience: int = 3
-    min_lr: float = 1e-6
-    cooldown: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,97 +34,102 @@ class Recipe:
 
     Attributes:
         name: the recipe's name.
-        preprocess: "seed" (the table's ``seed_preprocess``: x / 255, or one mean/std for the baseline) or
-            "backbone" (each backbone's own ``preprocess_input``).
-        augment: augmentation pipeline for ImageNet backbones (``skinlib.augment.PIPELINES``).
-        augment_baseline: augmentation pipeline for the baseline CNN.
-        bn: BatchNormalization handling, "seed" (the study's reset-and-train workaround) or "frozen".
-        head_optimizer: stage "head" (backbone frozen).
-        finetune_optimizer: stages "top"/"all".
-        scratch_optimizer: a model trained from scratch in one stage (the baseline CNN).
-        monitor: the validation metric for plateaus, best weights and early stopping.
-        plateau: ReduceLROnPlateau during fine-tuning (and the baseline's single stage), or ``None``.
-        early_stopping: patience in epochs, or ``None`` for none.
-        restore_best: end with the best validation weights (True) or the last epoch's (False).
-        balance: ``None``, "class_weight" (inverse class frequency, sklearn's "balanced") or "sampling"
-            (batches drawn with equal class probability).
+        optimizer: "adam" (the study's, with each stage's amsgrad) or "adamw" (decoupled weight decay).
+        weight_decay: AdamW's decay per step, applied as ``weight_decay * learning_rate`` by Keras.
+        head_learning_rate: the learning rate of the frozen-backbone stage; None: the study's.
+        preprocess: "study" (the step's: x / 255, or one mean/std for the baseline) or "backbone" (each
+            backbone's own ``preprocess_input``).
+        standardize_on: the parts whose pixels give the baseline's one mean and std (the study used all images).
+        augment: "study" (the step's ImageDataGenerator settings) or a ``skinlib.augment.PIPELINES`` name.
+        bn: "study" (each stage's BatchNorm action, ``study.BN_ACTIONS``) or "frozen" (inference mode always).
+        monitor: the validation metric for plateaus, checkpoint choice and early stopping.
+        restore_best: end each stage with its best validation weights (True) or the last epoch's (False).
+        early_stopping: patience in epochs (fine-tuning stages only), or None.
+        balance: None, "class_weight" (sklearn's "balanced" loss weights) or "sampling" (equal class odds).
         label_smoothing: for the categorical cross-entropy.
     """
 
     name: str
-    preprocess: str
-    augment: str
-    augment_baseline: str
-    bn: str
-    head_optimizer: Optimizer
-    finetune_optimizer: Optimizer
-    scratch_optimizer: Optimizer
+    optimizer: str = "adam"
+    weight_decay: float | None = None
+    head_learning_rate: float | None = None
+    preprocess: str = "study"
+    standardize_on: tuple[str, ...] = ("train",)
+    augment: str = "study"
+    bn: str = "study"
     monitor: str = "val_accuracy"
-    plateau: Plateau | None = Plateau()
-    early_stopping: int | None = None
     restore_best: bool = False
+    early_stopping: int | None = None
     balance: str | None = None
     label_smoothing: float = 0.0
 
     def __post_init__(self):
-        checks = {
-            "preprocess": (self.preprocess, ("seed", "backbone")),
-            "bn": (self.bn, ("seed", "frozen")),
-            "balance": (self.balance, (None, "class_weight", "sampling")),
-            "monitor": (self.monitor, ("val_accuracy", "val_loss")),
-        }
+        checks = {"optimizer": (self.optimizer, ("adam", "adamw")), "preprocess": (self.preprocess, ("study", "backbone")),
+                  "bn": (self.bn, ("study", "frozen")), "monitor": (self.monitor, tuple(MONITORS)),
+                  "balance": (self.balance, (None, "class_weight", "sampling"))}
         for field_name, (value, accepted) in checks.items():
             if value not in accepted:
                 raise RecipeError(f"recipe field {field_name}={value!r}; accepted values: {accepted}")
+        if not set(self.standardize_on) <= {"train", "val", "test"} or not self.standardize_on:
+            raise RecipeError(f"recipe field standardize_on={self.standardize_on!r}: parts among train, val, test")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise RecipeError(f"recipe field label_smoothing={self.label_smoothing!r} must be in [0, 1)")
 
     @property
     def monitor_mode(self) -> str:
-        """"max" for accuracy, "min" for loss."""
-        return "min" if self.monitor.endswith("loss") else "max"
+        """"max" for accuracies, "min" for the loss."""
+        return MONITORS[self.monitor]
+
+    def bn_for(self, stage) -> str:
+        """The BatchNorm mode for ``models.set_trainable`` in a ``study.Stage``."""
+        return stage.bn if self.bn == "study" else self.bn
+
+    def preprocess_for(self, step) -> str:
+        """The ``models.build`` preprocessing for a ``study.Step``: the study's mode, or "backbone"."""
+        return step.preprocess if self.preprocess == "study" else "backbone"
+
+    def augment_for(self, step):
+        """What ``skinlib.augment.pipeline`` builds for a ``study.Step``: its Augmentation, or a pipeline name."""
+        return step.augmentation if self.augment == "study" else self.augment
+
+    def make_optimizer(self, stage) -> keras.optimizers.Optimizer:
+        """A fresh optimizer for a ``study.Stage`` under this recipe."""
+        rate = self.head_learning_rate if stage.layers == "head" and self.head_learning_rate else stage.learning_rate
+        if self.optimizer == "adamw":
+            return keras.optimizers.AdamW(rate, weight_decay=self.weight_decay or 0.0, amsgrad=stage.amsgrad)
+        return keras.optimizers.Adam(rate, amsgrad=stage.amsgrad)
 
     def replace(self, **changes) -> "Recipe":
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
 
-SEED = Recipe(
-    name="seed",
-    preprocess="seed",
-    augment="seed",
-    augment_baseline="seed_baseline",
-    bn="seed",
-    head_optimizer=Optimizer("adam", 1e-4, amsgrad=True),
-    finetune_optimizer=Optimizer("adam", 1e-4),
-    scratch_optimizer=Optimizer("adam", 1e-3),
-    monitor="val_accuracy",
-    plateau=Plateau(factor=0.5, patience=3, min_lr=1e-6),
-    early_stopping=None,
-    restore_best=False,
-)
+STUDY = Recipe(name="study", standardize_on=("train", "val", "test"))
+"""The study's: Adam, x / 255 (one mean/std of every image for the baseline), its augmentation, its BatchNorm
+actions, its plateaus on validation accuracy, the last epoch's weights, no class balancing."""
 
 CORRECTED = Recipe(
     name="corrected",
+    optimizer="adamw",
+    weight_decay=1e-4,
+    head_learning_rate=1e-3,
     preprocess="backbone",
+    standardize_on=("train",),
     augment="corrected",
-    augment_baseline="corrected",
     bn="frozen",
-    head_optimizer=Optimizer("adamw", 1e-3, weight_decay=1e-4),
-    finetune_optimizer=Optimizer("adamw", 1e-4, weight_decay=1e-4),
-    scratch_optimizer=Optimizer("adamw", 1e-3, weight_decay=1e-4),
     monitor="val_loss",
-    plateau=Plateau(factor=0.5, patience=3, min_lr=1e-6),
-    early_stopping=8,
     restore_best=True,
+    early_stopping=8,
     balance=None,
 )
+"""The backbone's own preprocessing, flips and 90-degree turns, BatchNorm frozen, AdamW, best validation
+weights and early stopping."""
 
-RECIPES = MappingProxyType({r.name: r for r in (SEED, CORRECTED)})
+RECIPES = MappingProxyType({r.name: r for r in (STUDY, CORRECTED)})
 
 
 def get(recipe: "str | Recipe") -> Recipe:
-    """The recipe named ``recipe`` ("seed" or "corrected"), or ``recipe`` itself if it is a Recipe."""
+    """The recipe named ``recipe`` ("study" or "corrected"), or ``recipe`` itself if it is a Recipe."""
     if isinstance(recipe, Recipe):
         return recipe
     try:

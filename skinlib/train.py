@@ -1,35 +1,34 @@
-"""Training: the study's two stages (head, then "top" or "all") under a recipe, with one merged history.
+"""Training: one ``fit`` per stage, told explicitly what to run, on Keras' own callbacks.
 
 ::
 
-    from skinlib import models, train
+    from skinlib import augment, models, recipes, study, train
 
-    model = models.build("densenet201")
-    history = train.fit(model, {"train": (x_train, y_train), "val": (x_val, y_val)}, "seed",
-                        out_dir="runs/densenet201-seed")
-    history.plot(x="epoch", y=["accuracy", "val_accuracy"])
+    recipe = recipes.get("study")
+    head, top = study.stages("04")                       # the study's schedule: epochs, Adam, plateau, BN action
+    augmentation = augment.pipeline(recipe.augment_for(study.get("04")), (192, 256, 3), seed=0)
+    models.set_trainable(model, "head", bn=recipe.bn_for(head))
+    history = train.fit(model, data, recipe, head, batch_size=64, augmentation=augmentation, out_dir="run/04")
+    models.set_trainable(model, "top", bn=recipe.bn_for(top))
+    history = train.fit(model, data, recipe, top, batch_size=64, augmentation=augmentation, out_dir="run/04",
+                        history=history)
 
-``fit`` trains ``model`` in place and returns a pandas DataFrame with one row per epoch of every stage
-(``epoch, stage, stage_epoch, loss, accuracy, val_loss, val_accuracy, lr``); the study lost its stage-B curves.
-Augmentation runs as Keras preprocessing layers in a training-only wrapper around ``model``, so ``model``
-itself stays the inference model (raw pixels in, probabilities out).
-
-Under ``out_dir`` it writes:
-
-- ``history.csv``: the merged history, rewritten after every epoch;
-- ``best.weights.h5`` (best ``recipe.monitor`` so far) and ``last.weights.h5`` (the latest epoch), both of the
-  inference model, loadable with ``models.build(name, weights=path)``;
-- ``checkpoint/``: the training state (weights, optimizer, epoch) of the running stage, so that
-  ``fit(..., resume=True)`` continues after an interruption from the last finished epoch.
+``fit`` trains ``model`` in place and returns the merged history (one row per epoch of every stage so far:
+``epoch, stage, layers, stage_epoch, loss, accuracy, val_loss, val_accuracy, lr``). Augmentation runs as Keras
+layers in a training-only wrapper, so ``model`` stays the inference model. Under ``out_dir/stage<k>_<layers>/``
+each stage keeps ``history.csv`` (``CSVLogger``), ``best.weights.h5`` and ``last.weights.h5`` of the inference
+model (``ModelCheckpoint``) with ``preprocess.json`` beside them (so ``models.build(name, weights=...)`` rebuilds
+a model that predicts), and ``backup/`` (``BackupAndRestore``) while it runs: ``fit(..., resume=True)`` after an
+interruption skips finished stages and continues the running one from its last finished epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
-import warnings
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,20 +36,19 @@ import keras
 import numpy as np
 import pandas as pd
 
-from skinlib import CLASSES, augment, models, recipes
-from skinlib.backbones import Backbone, Phase
+from skinlib import CLASSES, models, recipes
 from skinlib.errors import SkinlibError
-from skinlib.recipes import Optimizer, Plateau, Recipe
+from skinlib.recipes import Recipe
 
-HISTORY_COLUMNS = ("epoch", "stage", "stage_epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+HISTORY_COLUMNS = ("epoch", "stage", "layers", "stage_epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
 NUM_CLASSES = len(CLASSES)
+DONE = "final.weights.h5"  # a finished stage's weights (its best or last, as the recipe says)
+
+_WRAPPERS: "weakref.WeakKeyDictionary[keras.Model, tuple]" = weakref.WeakKeyDictionary()
 
 
 class TrainError(SkinlibError, ValueError):
     """Training data or options that cannot be used."""
-
-
-# ----------------------------------------------------------------------------------------------- data
 
 
 @dataclass(frozen=True)
@@ -66,15 +64,10 @@ class Data:
         if isinstance(data, Data):
             return data
         try:
-            if isinstance(data, dict):
-                train, val = data["train"], data["val"]
-            else:
-                train, val = data.train, data.val
+            train, val = (data["train"], data["val"]) if isinstance(data, dict) else (data.train, data.val)
             return cls(train=(train[0], train[1]), val=(val[0], val[1]))
         except (KeyError, AttributeError, TypeError, IndexError):
-            raise TrainError(
-                'data must be {"train": (images, labels), "val": (images, labels)} or a train.Data'
-            ) from None
+            raise TrainError('data must be {"train": (images, labels), "val": (images, labels)} or a train.Data') from None
 
     def checked(self, input_shape) -> "Data":
         """Validates shapes and labels against a model input shape; labels become int32."""
@@ -82,43 +75,29 @@ class Data:
         for part, (x, y) in (("train", self.train), ("val", self.val)):
             x, y = np.asarray(x), np.asarray(y)
             if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape):
-                raise TrainError(
-                    f"data[{part!r}] images have shape {x.shape}; the model expects (N, *{tuple(input_shape)}) "
-                    "(resize with skinlib.data.load_images(frame, size=(height, width)))"
-                )
+                raise TrainError(f"data[{part!r}] images have shape {x.shape}; the model expects (N, "
+                                 f"*{tuple(input_shape)}) (resize with skinlib.data.load_images(frame, size=(h, w)))")
             if y.ndim != 1 or len(y) != len(x):
                 raise TrainError(f"data[{part!r}] labels must be a 1-D array of {len(x)} ints, got shape {y.shape}")
             if len(y) == 0:
                 raise TrainError(f"data[{part!r}] is empty")
             if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= NUM_CLASSES:
-                raise TrainError(
-                    f"data[{part!r}] labels must be ints in 0..{NUM_CLASSES - 1} (indices into skinlib.CLASSES)"
-                )
+                raise TrainError(f"data[{part!r}] labels must be ints in 0..{NUM_CLASSES - 1} (indices into skinlib.CLASSES)")
             parts[part] = (x, y.astype("int32"))
         return Data(**parts)
 
 
-class TrainBatches(keras.utils.PyDataset):
-    """Shuffled (or class-balanced) batches of uint8 images with one-hot labels and optional sample weights.
+class BalancedBatches(keras.utils.PyDataset):
+    """Batches drawn with equal class probability (with replacement), one-hot labels: ``balance="sampling"``."""
 
-    A ``PyDataset`` works in every Keras backend, keeps the images as uint8 in host memory (a 10,000-image
-    192x256 array is never copied into the graph), and makes balanced sampling and seeding explicit.
-    """
-
-    def __init__(self, x, y, batch_size: int, seed: int = 0, class_weight=None, balanced=False, **kwargs):
+    def __init__(self, x, y, batch_size: int, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.x, self.y = x, y
+        self.x, self.batch_size = x, int(batch_size)
         self.onehot = keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
-        self.batch_size = int(batch_size)
         self.rng = np.random.default_rng(seed)
-        self.sample_weight = None
-        if class_weight is not None:
-            self.sample_weight = np.array([class_weight.get(int(c), 1.0) for c in y], dtype="float32")
-        self.probabilities = None
-        if balanced:
-            counts = np.bincount(y, minlength=NUM_CLASSES)
-            self.probabilities = 1.0 / counts[y]
-            self.probabilities /= self.probabilities.sum()
+        counts = np.bincount(y, minlength=NUM_CLASSES)
+        self.probabilities = 1.0 / counts[y]
+        self.probabilities /= self.probabilities.sum()
         self.on_epoch_end()
 
     def __len__(self):
@@ -126,17 +105,10 @@ class TrainBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        batch = (self.x[rows], self.onehot[rows])
-        if self.sample_weight is not None:
-            batch = (*batch, self.sample_weight[rows])
-        return batch
+        return self.x[rows], self.onehot[rows]
 
     def on_epoch_end(self):
-        n = len(self.x)
-        if self.probabilities is None:
-            self.order = self.rng.permutation(n)
-        else:
-            self.order = self.rng.choice(n, size=n, replace=True, p=self.probabilities)
+        self.order = self.rng.choice(len(self.x), size=len(self.x), replace=True, p=self.probabilities)
 
 
 def balanced_class_weight(y) -> dict[int, float]:
@@ -144,140 +116,40 @@ def balanced_class_weight(y) -> dict[int, float]:
     from sklearn.utils.class_weight import compute_class_weight
 
     present = np.unique(y)
-    weights = compute_class_weight("balanced", classes=present, y=y)
-    return {int(c): float(w) for c, w in zip(present, weights)}
+    return {int(c): float(w) for c, w in zip(present, compute_class_weight("balanced", classes=present, y=y))}
 
 
-# ----------------------------------------------------------------------------------------------- plan
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One ``keras.Model.fit`` call of the plan."""
-
-    name: str  # "head", "top" or "all"
-    epochs: int
-    optimizer: Optimizer
-    plateau: Plateau | None
-    recompile: bool = True  # False: continue the previous stage (same optimizer state), new callbacks only
-    early_stopping: int | None = None
-
-
-def plan(spec: Backbone, recipe: Recipe, finetune: str | None = None, epochs=None) -> list[Stage]:
-    """The stages ``fit`` runs for a backbone and a recipe.
-
-    ``finetune`` ("top" or "all"; default the table's first) picks the second stage of pretrained backbones;
-    ``epochs`` overrides the table: an int for every stage (smoke runs) or a dict per stage name.
-    """
-    if spec.unfreeze is None:  # the baseline: one stage, from scratch
-        if finetune not in (None, "all"):
-            raise TrainError(f"{spec.key!r} trains in one stage ('all'); finetune={finetune!r} does not apply")
-        finetune, head = "all", None
-    else:
-        finetune = finetune or spec.default_finetune
-        if finetune not in ("top", "all"):
-            raise TrainError(f"unknown finetune stage {finetune!r}; accepted values: top, all")
-        head = Stage("head", spec.head_epochs, recipe.head_optimizer, None)
-    phases = spec.finetune.get(finetune) or spec.finetune[spec.default_finetune]
-    if epochs is not None:
-        wanted = epochs if isinstance(epochs, dict) else {"head": epochs, finetune: epochs}
-        unknown = set(wanted) - {"head", finetune}
-        if unknown or any(int(n) < 0 for n in wanted.values()):
-            raise TrainError(f"epochs={epochs!r}: give an int >= 0 or a dict over 'head' and {finetune!r}")
-        if head is not None and "head" in wanted:
-            head = Stage("head", int(wanted["head"]), recipe.head_optimizer, None)
-        if finetune in wanted:
-            phases = (Phase(int(wanted[finetune]), phases[0].patience, phases[0].cooldown),)
-
-    optimizer = recipe.finetune_optimizer if head is not None else recipe.scratch_optimizer
-    stages = [head] if head is not None and head.epochs > 0 else []
-    for number, phase in enumerate(phases):
-        plateau = recipe.plateau
-        if plateau is not None:
-            plateau = Plateau(plateau.factor, phase.patience, plateau.min_lr, phase.cooldown)
-        if phase.epochs > 0:
-            stages.append(Stage(finetune, phase.epochs, optimizer, plateau, number == 0, recipe.early_stopping))
-    return stages
-
-
-# ----------------------------------------------------------------------------------------------- callbacks
-
-
-class _EpochLog(keras.callbacks.Callback):
-    """Appends one merged-history row per epoch (read before ReduceLROnPlateau changes the rate)."""
-
-    def __init__(self, rows: list, stage: str, path: Path | None):
-        super().__init__()
-        self.rows, self.stage, self.path = rows, stage, path
+class _LogLearningRate(keras.callbacks.Callback):
+    """Adds the epoch's learning rate to the logs as ``lr`` (before ReduceLROnPlateau may lower it)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        in_stage = 0  # epochs of this stage so far (a continued phase or a resumed run keeps counting)
-        for row in reversed(self.rows):
-            if row["stage"] != self.stage:
-                break
-            in_stage += 1
-        row = {"epoch": len(self.rows) + 1, "stage": self.stage, "stage_epoch": in_stage + 1}
-        for key in HISTORY_COLUMNS[3:-1]:
-            row[key] = float(logs[key]) if key in logs else np.nan
-        row["lr"] = _learning_rate(self.model.optimizer)
-        self.rows.append(row)
-        if self.path is not None:
-            _history_frame(self.rows).to_csv(self.path, index=False)
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["lr"] = float(str(np.float32(keras.ops.convert_to_numpy(rate))))
 
 
-def _learning_rate(optimizer) -> float:
-    """The optimizer's current learning rate as a float, at float32's shortest repr (1e-4, not 9.99e-05)."""
-    rate = optimizer.learning_rate
-    rate = rate.numpy() if hasattr(rate, "numpy") else rate
-    return float(str(np.float32(rate)))
+class _InferenceCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras' ModelCheckpoint, saving the inference model that the training wrapper contains."""
 
+    def __init__(self, inference_model: keras.Model, filepath, **kwargs):
+        super().__init__(str(filepath), save_weights_only=True, **kwargs)
+        self.inference_model = inference_model
 
-class _Weights(keras.callbacks.Callback):
-    """Keeps the inference model's best (by ``monitor``) and last weights, on disk when an out_dir is given."""
-
-    def __init__(self, model, monitor, mode, best, out_dir: Path | None):
-        super().__init__()
-        self.inference_model, self.monitor, self.mode, self.best = model, monitor, mode, best
-        self.out_dir = out_dir
-        self.best_weights = None
-
-    def better(self, value) -> bool:
-        if value is None or np.isnan(value):
-            return False
-        if self.best is None:
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if self.out_dir is not None:
-            self.inference_model.save_weights(self.out_dir / "last.weights.h5")
-        if self.better(value):
-            self.best = float(value)
-            if self.out_dir is not None:
-                self.inference_model.save_weights(self.out_dir / "best.weights.h5")
-            else:
-                self.best_weights = [np.array(w) for w in self.inference_model.get_weights()]
-
-    def restore_best(self):
-        if self.out_dir is not None and (self.out_dir / "best.weights.h5").is_file():
-            self.inference_model.load_weights(self.out_dir / "best.weights.h5")
-        elif self.best_weights is not None:
-            self.inference_model.set_weights(self.best_weights)
+    def set_model(self, model):
+        super().set_model(self.inference_model)
 
 
 class TqdmEpochs(keras.callbacks.Callback):
     """One tqdm bar per stage, advancing per epoch with the latest metrics (``fit(..., verbose="tqdm")``)."""
 
-    def __init__(self, stage: str, epochs: int):
+    def __init__(self, name: str, epochs: int):
         super().__init__()
-        self.stage, self.epochs, self.bar = stage, epochs, None
+        self.name, self.epochs, self.bar = name, epochs, None
 
     def on_train_begin(self, logs=None):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.epochs, desc=f"stage {self.stage}", unit="epoch")
+        self.bar = tqdm(total=self.epochs, desc=f"stage {self.name}", unit="epoch")
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.n = epoch + 1
@@ -287,295 +159,162 @@ class TqdmEpochs(keras.callbacks.Callback):
         self.bar.close()
 
 
-# ----------------------------------------------------------------------------------------------- fit
-
-
-def fit(
-    model: keras.Model,
-    data,
-    recipe: str | Recipe = "seed",
-    *,
-    out_dir: str | Path | None = None,
-    epochs: int | dict | None = None,
-    batch_size: int | None = None,
-    finetune: str | None = None,
-    seed: int = 0,
-    run_eagerly: bool = False,
-    mixed_precision: bool = False,
-    resume: bool = False,
-    class_weight: dict | str | None = None,
-    strategy=None,
-    callbacks: list | None = None,
-    verbose: int | str = "auto",
-) -> pd.DataFrame:
-    """Trains ``model`` (from ``models.build``) in place under ``recipe``; returns the merged history.
+def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: int, augmentation=None,
+        out_dir: str | Path | None = None, history: pd.DataFrame | None = None, seed: int = 0,
+        resume: bool = False, class_weight: dict | str | None = None, run_eagerly: bool = False,
+        mixed_precision: bool = False, strategy=None, callbacks: list | None = None,
+        verbose: int | str = "auto") -> pd.DataFrame:
+    """Trains ``model`` in place for one stage; returns ``history`` with this stage's epochs appended.
 
     Args:
-        model: the inference model; it is trained in place and, with ``recipe.restore_best``, ends with the
-            best validation weights, else with the last epoch's (the study's choice).
-        data: ``{"train": (images, labels), "val": (images, labels)}`` (uint8 NHWC raw pixels at the model's
-            input shape; int labels indexing ``skinlib.CLASSES``), or a :class:`Data`. The full validation set
-            is evaluated after every epoch.
-        recipe: "seed", "corrected" or a ``recipes.Recipe``.
-        out_dir: folder for history.csv, best/last weights and the resume checkpoint (None: keep nothing).
-        epochs: None (the backbone table's), an int for every stage, or {"head": n, "top": m}.
-        batch_size: None (the table's) or an int (the global batch, split over a strategy's replicas).
-        finetune: "top" or "all" for the second stage (default: the table's first); the baseline has one.
-        seed: seeds Python, NumPy and the backend (``keras.utils.set_random_seed``), the shuffling and the
-            augmentation layers.
-        run_eagerly: no graph compilation: slow per step, but no compile time (tiny smoke runs).
-        mixed_precision: require a model built with ``models.build(..., mixed_precision=True)``; Keras then
-            scales the loss. (The dtype policy is fixed when layers are created, so it cannot be switched here.)
-        resume: continue from ``out_dir``'s checkpoint (the last finished epoch) instead of starting over.
+        model: the inference model (from ``models.build``), with ``models.set_trainable`` already called for
+            this stage. With ``recipe.restore_best`` it ends with the stage's best validation weights, else with
+            the last epoch's (the study's choice).
+        data: ``{"train": (images, labels), "val": (images, labels)}``: uint8 NHWC raw pixels at the model's
+            input shape, int labels indexing ``skinlib.CLASSES``. The whole validation set is evaluated each epoch.
+        recipe: "study", "corrected" or a ``recipes.Recipe``: optimizer family, monitor, checkpoint choice,
+            early stopping, class balancing, label smoothing.
+        stage: a ``study.Stage``: epochs, learning rate, amsgrad, plateau, and ``continues`` (keep the previous
+            stage's optimizer and its state: no recompile).
+        batch_size: the global batch size (split over a strategy's replicas).
+        augmentation: a ``skinlib.augment.pipeline`` (None: no augmentation).
+        out_dir: where the stage keeps its history, weights and resume backup (None: nothing kept).
+        history: the merged history of the earlier stages (``fit``'s previous return value).
+        seed: seeds Python, NumPy and the backend (``keras.utils.set_random_seed``) and the balanced sampling.
+        resume: skip this stage if it finished in ``out_dir``, or continue it from its last finished epoch.
         class_weight: None (the recipe's ``balance``), "balanced", or {class index: weight}.
-        strategy: a ``tf.distribute`` strategy (e.g. ``MirroredStrategy()`` over several GPUs); build the
-            model inside ``with strategy.scope():``.
-        callbacks: extra Keras callbacks, called after skinlib's own in every stage.
-        verbose: Keras' (``"auto"``, 0, 1 per-batch bar, 2 one line per epoch) or ``"tqdm"`` (a bar per stage).
-
-    The train step is compiled once per stage (``set_trainable`` then ``compile``); under TensorFlow the first
-    epoch of a large backbone spends a while compiling the graph.
+        run_eagerly: no graph compilation: slow per step, no compile time (tiny smoke runs).
+        mixed_precision: require a model built with ``models.build(..., mixed_precision=True)``.
+        strategy: a ``tf.distribute`` strategy; build the model inside ``with strategy.scope():``.
+        callbacks: extra Keras callbacks, called after skinlib's own.
+        verbose: Keras' (``"auto"``, 0, 1, 2) or ``"tqdm"`` (one bar per stage).
     """
     recipe = recipes.get(recipe)
-    spec = models.spec_of(model)
-    extra_callbacks = list(callbacks or [])
     data = Data.from_any(data).checked(model.input_shape[1:])
-    stages = plan(spec, recipe, finetune, epochs)
-    batch_size = int(batch_size or spec.batch_size)
-    out_dir = _prepare_out_dir(out_dir, resume)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise TrainError(f"batch_size={batch_size!r}: give a positive int (the study's is study.get(...).batch_size)")
+    if resume and out_dir is None:
+        raise TrainError("resume=True needs the out_dir of the interrupted run")
     _check_precision(model, mixed_precision)
     _check_strategy(model, strategy)
-    _check_preprocess(model, spec, recipe)
+    if not models.preprocess_of(model).adapted:
+        raise TrainError("the model's Preprocess('standardize') layer has no mean/std: call "
+                         "models.preprocess_of(model).adapt(train_images) first (the study used every image)")
+    history = _empty_history() if history is None else history
+    number = int(history["stage"].max()) + 1 if len(history) else 1
+    with contextlib.ExitStack() as stack:
+        folder = Path(out_dir) / f"stage{number}_{stage.layers}" if out_dir is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="skinlib-stage-")))
+        if resume and (folder / DONE).is_file():
+            model.load_weights(folder / DONE)
+            return _merge(history, _read_csv(folder / "history.csv"), number, stage.layers)
+        if not resume:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        models.save_preprocess(model, folder)
 
-    preprocess = models.preprocess_of(model)
-    if preprocess.mode == "standardize" and not preprocess.adapted:
-        preprocess.adapt(data.train[0])
-
-    keras.utils.set_random_seed(seed)
-    class_weight = _class_weight(class_weight, recipe, data.train[1])
-
-    def scope():  # a strategy's scope() context can be entered once: make a new one each time
-        return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-    with scope():
-        pipeline = recipe.augment_baseline if spec.unfreeze is None else recipe.augment
-        training_model = _training_model(model, augment.pipeline(pipeline, model.input_shape[1:], seed=seed))
-
-    state = _State(out_dir)
-    rows, done_stages = (state.history(), state.done_stages()) if resume else ([], 0)
-    last_weights = None if out_dir is None else out_dir / "last.weights.h5"
-    if resume and last_weights.is_file():
-        model.load_weights(last_weights)  # the end of the last finished epoch
-    weights = _Weights(model, recipe.monitor, recipe.monitor_mode, _best(rows, recipe), out_dir)
-    validation = (data.val[0], keras.utils.to_categorical(data.val[1], NUM_CLASSES).astype("float32"))
-    stopped_stage = None
-
-    for number, stage in enumerate(stages):
-        if number < done_stages:
-            continue
-        if stage.name == stopped_stage:  # early stopping ended this stage: skip its later phases
-            state.mark_done(number + 1, len(rows))
-            continue
-        if resume:  # keep the rows of finished stages and of this stage's checkpointed epochs
-            rows = rows[: state.done_rows() + state.backup_epochs(number)]
-        if stage.recompile or not training_model.compiled:
-            with scope():
-                models.set_trainable(model, stage.name, bn=recipe.bn)
-                _compile(training_model, stage, recipe, run_eagerly)
-            if not stage.recompile and last_weights is not None and last_weights.is_file():
-                model.load_weights(last_weights)  # a resumed continuation keeps its BatchNorm statistics
-        resume = False  # later stages of this call start fresh
-
-        stage_callbacks = [_EpochLog(rows, stage.name, state.history_path), weights]
-        stage_callbacks += _stage_callbacks(stage, recipe, state.backup_dir(number), verbose)
-        stage_callbacks += extra_callbacks
-        training_model.fit(
-            **_training_inputs(data, batch_size, seed + number, class_weight, recipe.balance == "sampling"),
-            validation_data=validation,
-            validation_batch_size=batch_size,
-            epochs=stage.epochs,
-            callbacks=stage_callbacks,
-            verbose=0 if verbose == "tqdm" else verbose,
-        )
-        if any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch > 0 for c in stage_callbacks):
-            stopped_stage = stage.name
-        state.mark_done(number + 1, len(rows))
-
-    if recipe.restore_best:
-        weights.restore_best()
-    history = _history_frame(rows)
-    if state.history_path is not None:
-        history.to_csv(state.history_path, index=False)
-    return history
+        keras.utils.set_random_seed(seed)
+        training_model = _training_model(model, augmentation, stage, recipe, run_eagerly, strategy)
+        stage_callbacks = [_LogLearningRate(),
+                           keras.callbacks.BackupAndRestore(str(folder / "backup")),
+                           _InferenceCheckpoint(model, folder / "last.weights.h5"),
+                           _InferenceCheckpoint(model, folder / "best.weights.h5", monitor=recipe.monitor,
+                                                mode=recipe.monitor_mode, save_best_only=True),
+                           *_schedule_callbacks(stage, recipe),
+                           keras.callbacks.CSVLogger(str(folder / "history.csv"), append=resume)]
+        if verbose == "tqdm":
+            stage_callbacks.append(TqdmEpochs(f"{number} ({stage.layers})", stage.epochs))
+        training_model.fit(**_training_inputs(data, batch_size, seed + number, class_weight, recipe),
+                           validation_data=(data.val[0], _onehot(data.val[1])), validation_batch_size=batch_size,
+                           epochs=stage.epochs, callbacks=stage_callbacks + list(callbacks or []),
+                           verbose=0 if verbose == "tqdm" else verbose)
+        if recipe.restore_best and (folder / "best.weights.h5").is_file():
+            model.load_weights(folder / "best.weights.h5")
+        model.save_weights(folder / DONE)
+        return _merge(history, _read_csv(folder / "history.csv"), number, stage.layers)
 
 
-# ----------------------------------------------------------------------------------------------- helpers
+def _training_model(model, augmentation, stage, recipe: Recipe, run_eagerly: bool, strategy) -> keras.Model:
+    """``augmentation`` then ``model``, compiled with a fresh optimizer, or the previous stage's when the stage
+    continues it (same wrapper, same optimizer state)."""
+    previous = _WRAPPERS.get(model)
+    if stage.continues and previous is not None and previous[1] is augmentation:
+        return previous[0]
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        inputs = keras.Input(shape=model.input_shape[1:], name="image")
+        augmented = augmentation(inputs) if augmentation is not None else inputs
+        training_model = keras.Model(inputs, model(augmented), name=f"{model.name}_training")
+        training_model.compile(optimizer=recipe.make_optimizer(stage),
+                               loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+                               metrics=["accuracy"], run_eagerly=run_eagerly)
+    _WRAPPERS[model] = (training_model, augmentation)
+    return training_model
 
 
-def _training_inputs(data: Data, batch_size: int, seed: int, class_weight, balanced: bool) -> dict:
-    """Keyword arguments of ``fit`` for the training set.
-
-    Plain arrays with Keras' own shuffling by default: under TensorFlow that runs about 1.6x faster than
-    feeding the same batches through a ``PyDataset`` (bench/train_throughput.py). Balanced sampling, which
-    draws with replacement, needs :class:`TrainBatches`.
-    """
-    if balanced:
-        return {"x": TrainBatches(*data.train, batch_size, seed=seed, class_weight=class_weight, balanced=True)}
-    x, y = data.train
-    return {"x": x, "y": keras.utils.to_categorical(y, NUM_CLASSES).astype("float32"), "batch_size": batch_size,
-            "shuffle": True, "class_weight": class_weight}
-
-
-def _training_model(model: keras.Model, augmentation: keras.Sequential) -> keras.Model:
-    """``augmentation`` then ``model``: augmentation acts in ``fit`` only (training=True)."""
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_training")
-
-
-def _compile(training_model: keras.Model, stage: Stage, recipe: Recipe, run_eagerly: bool) -> None:
-    """A fresh optimizer for the stage, categorical cross-entropy (with the recipe's smoothing), accuracy."""
-    training_model.compile(
-        optimizer=stage.optimizer.make(),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=["accuracy"],
-        run_eagerly=run_eagerly,
-    )
-
-
-def _stage_callbacks(stage: Stage, recipe: Recipe, backup: Path | None, verbose) -> list:
-    """Checkpointing for resume, the recipe's plateau and early stopping, and the tqdm bar."""
-    callbacks = []
-    if backup is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False))
+def _schedule_callbacks(stage, recipe: Recipe) -> list:
+    """The stage's ReduceLROnPlateau and the recipe's early stopping (fine-tuning stages only)."""
+    found = []
     if stage.plateau is not None:
         p = stage.plateau
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=recipe.monitor, mode=recipe.monitor_mode, factor=p.factor, patience=p.patience,
-                min_lr=p.min_lr, cooldown=p.cooldown, verbose=0,
-            )
-        )
-    if stage.early_stopping and stage.name != "head":
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=recipe.monitor, mode=recipe.monitor_mode, patience=stage.early_stopping
-            )
-        )
-    if verbose == "tqdm":
-        callbacks.append(TqdmEpochs(stage.name, stage.epochs))
-    return callbacks
+        found.append(keras.callbacks.ReduceLROnPlateau(monitor=recipe.monitor, mode=recipe.monitor_mode,
+                                                       factor=p.factor, patience=p.patience, min_lr=p.min_lr,
+                                                       cooldown=p.cooldown))
+    if recipe.early_stopping and stage.layers != "head":
+        found.append(keras.callbacks.EarlyStopping(monitor=recipe.monitor, mode=recipe.monitor_mode,
+                                                   patience=recipe.early_stopping))
+    return found
 
 
-def _history_frame(rows) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=list(HISTORY_COLUMNS))
-    return frame.astype({"epoch": "int64", "stage_epoch": "int64"})
-
-
-def _best(rows, recipe: Recipe):
-    values = [r[recipe.monitor] for r in rows if not np.isnan(r.get(recipe.monitor, np.nan))]
-    if not values:
-        return None
-    return max(values) if recipe.monitor_mode == "max" else min(values)
-
-
-def _class_weight(class_weight, recipe: Recipe, y):
-    if class_weight is None:
-        class_weight = "balanced" if recipe.balance == "class_weight" else None
-    if class_weight is None:
-        return None
+def _training_inputs(data: Data, batch_size: int, seed: int, class_weight, recipe: Recipe) -> dict:
+    """``fit`` arguments for the training set: NumPy arrays with Keras' own shuffling (about 1.6x faster under
+    TensorFlow than a PyDataset, bench/train_throughput.py), or :class:`BalancedBatches` for sampling."""
+    x, y = data.train
+    if recipe.balance == "sampling" and class_weight is None:
+        return {"x": BalancedBatches(x, y, batch_size, seed=seed)}
+    if class_weight is None and recipe.balance == "class_weight":
+        class_weight = "balanced"
     if class_weight == "balanced":
-        return balanced_class_weight(y)
-    if isinstance(class_weight, dict):
-        return {int(k): float(v) for k, v in class_weight.items()}
-    raise TrainError(f"class_weight must be None, 'balanced' or a dict {{class index: weight}}, got {class_weight!r}")
+        class_weight = balanced_class_weight(y)
+    elif class_weight is not None and not isinstance(class_weight, dict):
+        raise TrainError(f"class_weight must be None, 'balanced' or a dict {{class index: weight}}, got {class_weight!r}")
+    return {"x": x, "y": _onehot(y), "batch_size": batch_size, "shuffle": True,
+            "class_weight": None if class_weight is None else {int(k): float(v) for k, v in class_weight.items()}}
 
 
-def _prepare_out_dir(out_dir, resume: bool) -> Path | None:
-    if out_dir is None:
-        if resume:
-            raise TrainError("resume=True needs the out_dir of the interrupted run")
-        return None
-    out_dir = Path(out_dir)
-    if resume:
-        if not (out_dir / "history.csv").is_file() and not (out_dir / _State.CHECKPOINT).is_dir():
-            warnings.warn(f"resume=True but {out_dir} holds no run yet; starting from the first epoch", stacklevel=3)
-    else:
-        for name in ("history.csv", "best.weights.h5", "last.weights.h5"):
-            (out_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(out_dir / _State.CHECKPOINT, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
+def _onehot(y) -> np.ndarray:
+    return keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
 
 
-class _State:
-    """The resume state under ``out_dir/checkpoint``: finished stages, and one BackupAndRestore per stage."""
+def _empty_history() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype="int64" if name in ("epoch", "stage", "stage_epoch") else
+                                         ("object" if name == "layers" else "float64")) for name in HISTORY_COLUMNS})
 
-    CHECKPOINT = "checkpoint"
 
-    def __init__(self, out_dir: Path | None):
-        self.out_dir = out_dir
-        self.root = None if out_dir is None else out_dir / self.CHECKPOINT
-        self.history_path = None if out_dir is None else out_dir / "history.csv"
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A stage's CSVLogger file (the last row of each epoch, should an interrupted epoch repeat)."""
+    frame = pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame({"epoch": []})
+    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
 
-    def history(self) -> list[dict]:
-        if self.history_path is None or not self.history_path.is_file():
-            return []
-        return pd.read_csv(self.history_path).to_dict("records")
 
-    def _read(self) -> dict:
-        path = None if self.root is None else self.root / "state.json"
-        return json.loads(path.read_text()) if path is not None and path.is_file() else {}
-
-    def done_stages(self) -> int:
-        """How many stages of the plan finished."""
-        return self._read().get("done_stages", 0)
-
-    def done_rows(self) -> int:
-        """How many history rows the finished stages wrote."""
-        return self._read().get("done_rows", 0)
-
-    def mark_done(self, done_stages: int, done_rows: int) -> None:
-        if self.root is None:
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "state.json").write_text(json.dumps({"done_stages": done_stages, "done_rows": done_rows}))
-        shutil.rmtree(self.root / f"stage{done_stages - 1}", ignore_errors=True)  # its weights are in last.*
-
-    def backup_dir(self, number: int) -> Path | None:
-        return None if self.root is None else self.root / f"stage{number}"
-
-    def backup_epochs(self, number: int) -> int:
-        path = None if self.root is None else self.root / f"stage{number}" / "training_metadata.json"
-        return json.loads(path.read_text())["epoch"] if path is not None and path.is_file() else 0
+def _merge(history: pd.DataFrame, stage_rows: pd.DataFrame, number: int, layers: str) -> pd.DataFrame:
+    rows = pd.DataFrame({
+        "epoch": np.arange(len(stage_rows)) + len(history) + 1, "stage": number, "layers": layers,
+        "stage_epoch": stage_rows["epoch"].to_numpy(dtype="int64") + 1,
+        **{name: stage_rows[name].to_numpy(dtype="float64") if name in stage_rows else np.full(len(stage_rows), np.nan)
+           for name in HISTORY_COLUMNS[4:]}})
+    merged = pd.concat([history, rows], ignore_index=True) if len(history) else rows
+    return merged.astype({"epoch": "int64", "stage": "int64", "stage_epoch": "int64"})[list(HISTORY_COLUMNS)]
 
 
 def _check_precision(model: keras.Model, mixed_precision: bool) -> None:
     built_mixed = model.get_layer("head_dense").dtype_policy.name.startswith("mixed")
     if mixed_precision and not built_mixed:
-        raise TrainError(
-            "mixed_precision=True needs a model built with it: models.build(name, ..., mixed_precision=True) "
-            "(a layer's dtype policy is fixed when it is created)"
-        )
+        raise TrainError("mixed_precision=True needs a model built with it: models.build(name, ..., "
+                         "mixed_precision=True) (a layer's dtype policy is fixed when it is created)")
 
 
 def _check_strategy(model: keras.Model, strategy) -> None:
-    if strategy is None:
-        return
-    variable = model.weights[0].value
-    if not strategy.extended.variable_created_in_scope(variable):
-        raise TrainError(
-            "the model was built outside the strategy: build it inside `with strategy.scope():` "
-            "(e.g. `with strategy.scope(): model = models.build(...)`), then call fit(..., strategy=strategy)"
-        )
-
-
-def _check_preprocess(model: keras.Model, spec: Backbone, recipe: Recipe) -> None:
-    expected = spec.seed_preprocess if recipe.preprocess == "seed" else spec.preprocess
-    actual = models.preprocess_of(model).mode
-    if actual != expected:
-        warnings.warn(
-            f"recipe {recipe.name!r} expects {spec.key!r} inputs preprocessed as {expected!r}, but the model's "
-            f"Preprocess layer is {actual!r}; build it with models.build({spec.key!r}, "
-            f"preprocess={recipe.preprocess!r})",
-            stacklevel=3,
-        )
+    if strategy is not None and not strategy.extended.variable_created_in_scope(model.weights[0].value):
+        raise TrainError("the model was built outside the strategy: build it inside `with strategy.scope():` "
+                         "(e.g. `with strategy.scope(): model = models.build(...)`), then call fit(..., strategy=strategy)")

@@ -1,20 +1,19 @@
-"""The logic behind ``run_all.py``: profiles, headless execution of the nine notebooks, the results table.
+"""The papermill orchestration behind ``run_all.py`` (beside it, not part of the importable library).
 
-Profiles are data: :data:`PROFILE_TABLE` lists, per parameter and notebook, its value in the ``full``
-profile (the study's recipe; these are also the defaults in each notebook's ``parameters`` cell) and in the
-``smoke`` profile (every notebook end to end in minutes on a small CPU: a stratified subset, small images,
-one epoch per stage, random weights, eager execution).
+Profiles: ``full`` runs every notebook with the defaults of its own ``parameters`` cell (the study's settings,
+which the notebooks take from ``skinlib.study``); ``smoke`` applies :data:`SMOKE` on top: every notebook end to end
+in minutes on a small CPU (a stratified subset, small images, one epoch per stage, random weights, eager). No
+parameter default is copied here: ``notebook_parameters`` reads them with ``papermill.inspect_notebook``.
 
-Each notebook runs in a fresh kernel through papermill, with ``cwd`` set to the notebooks folder; the
-executed copy goes to ``<run>/notebooks/`` (kept, traceback included, when a cell fails). Afterwards
-:func:`write_results` gathers ``<run>/results/*.json`` into ``<run>/results.csv`` and ``<run>/results.md``:
-the study's table with this run's numbers beside the study's.
+Each notebook runs in a fresh kernel through papermill, with ``cwd`` set to the notebooks folder; the executed copy
+goes to ``<run>/notebooks/`` (kept, traceback included, when a cell fails). :func:`write_results` then gathers the
+records of ``<run>/results/*.json`` (``skinlib.outputs``) into ``results.csv`` and ``results.md``: the study's table
+with this run's numbers beside the study's.
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 import sys
@@ -25,69 +24,30 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from skinlib import study
+from skinlib import outputs, study
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parent
 NOTEBOOKS_DIR = PROJECT / "notebooks"
 KERNEL = "python3"
 PROFILES = ("smoke", "full")
 
-# --------------------------------------------------------------------------------------------------------
-# Profiles, as one table
-# --------------------------------------------------------------------------------------------------------
-
-PROFILE_TABLE: tuple[tuple[str, str, Any, Any], ...] = (
-    # parameter      notebooks           full (the study's)      smoke (minutes on 2 CPU cores)
-    ("data_dir",     "01-09",            "../data/ham10000",     "../data/ham10000"),
-    ("images",       "01-09",            None,                   None),
-    ("isic2018_dir", "02-09",            None,                   None),
-    ("protocol",     "01-08",            "seed",                 "seed"),
-    ("seed",         "01-08",            0,                      0),
-    ("val_size",     "02",               0.2,                    0.2),
-    ("val_size",     "03-08",            0.1,                    0.1),
-    ("recipe",       "02,03",            "seed",                 "seed"),
-    # The study's BN workaround (recipe "seed") resets every BN layer's moving statistics to zero and lets
-    # training rebuild them: after a single smoke step they are still near zero and the deep BN backbones
-    # overflow to NaN at inference, so their smoke runs take the corrected recipe (BN frozen).
-    ("recipe",       "04-08",            "seed",                 "corrected"),
-    ("subset",       "01",               None,                   300),
-    ("subset",       "02-08",            None,                   240),
-    ("image_size",   "01",               [75, 100],              [48, 64]),
-    ("image_size",   "02",               [64, 64],               [32, 32]),
-    ("image_size",   "03,06,08",         [192, 256],             [32, 32]),
-    ("image_size",   "04,05,07",         [192, 256],             [75, 75]),
-    ("epochs",       "02-08",            None,                   1),
-    ("batch_size",   "02-08",            None,                   256),  # one step per smoke epoch
-    ("checkpoints",  "02-08",            True,                   False),
-    ("weights",      "02",               None,                   None),
-    ("weights",      "03-08",            "imagenet",             None),
-    ("members",      "09",               ["07", "08"],           ["07", "08"]),
-    ("tta",          "02-09",            None,                   None),
-    ("out_dir",      "01-09",            "../outputs/manual",    "../outputs/manual"),
-    ("eager",        "02-09",            False,                  True),
+SMOKE: tuple[tuple[str, str, Any], ...] = (
+    # parameter     notebooks     smoke value (minutes on 2 CPU cores; the full profile passes nothing)
+    ("subset",      "01",         300),
+    ("subset",      "02-08",      240),
+    ("image_size",  "01",         [48, 64]),
+    ("image_size",  "02",         [32, 32]),
+    ("image_size",  "03,06,08",   [32, 32]),
+    ("image_size",  "04,05,07",   [75, 75]),   # keras.applications' smallest for the Inception networks
+    ("epochs",      "02-08",      1),
+    ("batch_size",  "02-08",      256),        # one step per smoke epoch
+    ("weights",     "03-08",      None),       # no ImageNet download
+    # The study's BN workaround (zeroed moving statistics, rebuilt by training) cannot recover in one step: the
+    # deep BN backbones would predict NaN, so their smoke runs take the corrected recipe (BN frozen).
+    ("recipe",      "04-08",      "corrected"),
+    ("eager",       "02-09",      True),
 )
-"""(parameter, notebooks, full value, smoke value). Notebooks: numbers, ranges ("02-08") and lists ("03,06")."""
-
-PARAMETER_HELP = {
-    "data_dir": "HAM10000 folder (metadata CSV and images), relative to notebooks/ or absolute",
-    "images": "image folder inside data_dir, e.g. 'images_200x150'; None: the official part_1/part_2 folders",
-    "isic2018_dir": "ISIC 2018 Task 3 test folder for an external test; None: skip it",
-    "protocol": "'seed': the study's image-level split (leaks lesions); 'grouped': no lesion in two parts",
-    "seed": "random seed of the split, the subset and the training",
-    "val_size": "validation share (the study: 0.2 for the baseline, 0.1 for the others)",
-    "recipe": "'seed': the study's training recipe; 'corrected': a careful modern one",
-    "subset": "None: all 10,015 images; an int: a class-stratified subset (smoke runs)",
-    "image_size": "[height, width] of the model input (the study: 64x64 baseline, 192x256 backbones)",
-    "epochs": "None: the study's epochs per stage; an int: that many in every stage",
-    "batch_size": "None: the study's batch size; an int overrides it",
-    "weights": "'imagenet', None (random) or a weights file",
-    "members": "the notebooks whose saved models the ensemble averages",
-    "tta": "test-time augmentation: None, True, 'flips' or 'd4'",
-    "out_dir": "output folder: models, results JSON and figures go under it",
-    "checkpoints": "keep best/last weights and a resume checkpoint under out_dir/training/",
-    "eager": "run Keras eagerly: no graph compilation (fast start for tiny smoke runs)",
-}
-"""One line of help per parameter (the comments of the notebooks' parameter cells)."""
+"""(parameter, notebooks, value) of the smoke profile. Notebooks: numbers, ranges ("02-08") and lists ("03,06")."""
 
 
 class RunError(Exception):
@@ -104,21 +64,30 @@ def _numbers(spec: str) -> list[str]:
 
 
 def profile(name: str) -> dict[str, dict[str, Any]]:
-    """``{notebook: {parameter: value}}`` of a profile, for every notebook, from :data:`PROFILE_TABLE`."""
+    """``{notebook: {parameter: value}}``: what a profile passes to each notebook on top of its defaults."""
     if name not in PROFILES:
         raise RunError(f"unknown profile {name!r}; accepted: {', '.join(PROFILES)}")
-    column = 2 if name == "full" else 3
     values: dict[str, dict[str, Any]] = {step.notebook: {} for step in study.STEPS}
-    for row in PROFILE_TABLE:
-        for number in _numbers(row[1]):
-            values[study.get(number).notebook][row[0]] = row[column]
+    if name == "smoke":
+        for parameter, notebooks, value in SMOKE:
+            for number in _numbers(notebooks):
+                values[study.get(number).notebook][parameter] = value
     return values
 
 
-def profile_frame() -> pd.DataFrame:
-    """:data:`PROFILE_TABLE` as a table (for ``run_all.py --show-profiles``)."""
-    return pd.DataFrame([(p, n, repr(f), repr(s)) for p, n, f, s in PROFILE_TABLE],
-                        columns=["parameter", "notebooks", "full", "smoke"])
+def profile_frame(notebooks_dir: Path = NOTEBOOKS_DIR) -> pd.DataFrame:
+    """Every notebook parameter: its default (the full profile), its smoke value, and its help (the comment)."""
+    import papermill
+
+    smoke = profile("smoke")
+    rows = []
+    for step in study.STEPS:
+        for name, info in papermill.inspect_notebook(str(notebooks_dir / f"{step.notebook}.ipynb")).items():
+            rows.append((step.number, name, info["default"], repr(smoke[step.notebook].get(name, parse_value(info["default"]))),
+                         info.get("help", "")))
+    frame = pd.DataFrame(rows, columns=["notebook", "parameter", "full (default)", "smoke", "help"])
+    return frame.groupby(["parameter", "full (default)", "smoke", "help"], sort=False)["notebook"].agg(",".join) \
+        .reset_index()[["parameter", "notebook", "full (default)", "smoke", "help"]]
 
 
 def parse_value(text: str) -> Any:
@@ -322,7 +291,7 @@ RESULT_COLUMNS = (
     "test_balanced_accuracy_high", "test_macro_f1", "test_macro_f1_low", "test_macro_f1_high", "test_auc",
     "test_auc_low", "test_auc_high", "test_melanoma_sensitivity", "isic2018_accuracy",
     "isic2018_balanced_accuracy", "study_depth", "depth", "study_params", "params", "n_train", "n_test",
-    "test_sharing_lesion_with_train", "protocol", "recipe", "seconds", "device", "backend",
+    "test_sharing_lesion_with_train", "test_accuracy_leak_free", "protocol", "recipe", "seconds", "device", "backend",
 )
 """Columns of results.csv: accuracies in percent; intervals are 95 % bootstrap intervals."""
 
@@ -352,21 +321,25 @@ def result_row(step: study.Step, result: Mapping[str, Any] | None, outcome: Outc
     if not result:
         return row
     metrics = result.get("metrics", {})
+    parameters = result.get("parameters") or {}
+    environment = result.get("environment") or {}
     row.update(val_accuracy=_metric(metrics, "val", "accuracy"), test_accuracy=_metric(metrics, "test", "accuracy"),
                test_balanced_accuracy=_metric(metrics, "test", "balanced_accuracy"),
                test_macro_f1=_metric(metrics, "test", "macro_f1"), test_auc=_metric(metrics, "test", "roc_auc_macro"),
                test_melanoma_sensitivity=_metric(metrics, "test", "melanoma_sensitivity"),
                isic2018_accuracy=_metric(metrics, "isic2018", "accuracy"),
                isic2018_balanced_accuracy=_metric(metrics, "isic2018", "balanced_accuracy"),
-               depth=result.get("depth"), params=(result.get("parameters") or {}).get("total"),
-               protocol=result.get("protocol"), recipe=(result.get("recipe") or {}).get("name"),
-               device=result.get("device"), backend=result.get("backend"))
+               depth=result.get("depth"), params=(result.get("parameter_counts") or {}).get("total"),
+               protocol=parameters.get("protocol"), recipe=parameters.get("recipe"),
+               device=environment.get("device"), backend=environment.get("backend"))
     for name, column in (("accuracy", "test_accuracy"), ("balanced_accuracy", "test_balanced_accuracy"),
                          ("macro_f1", "test_macro_f1"), ("roc_auc_macro", "test_auc")):
         row[f"{column}_low"], row[f"{column}_high"] = _interval(metrics, "test", name)
     data = result.get("data") or {}
-    row.update(n_train=data.get("train"), n_test=data.get("test"),
-               test_sharing_lesion_with_train=data.get("test_images_sharing_a_lesion_with_train"))
+    row.update(n_train=(data.get("train") or {}).get("total"), n_test=(data.get("test") or {}).get("total"),
+               test_sharing_lesion_with_train=(data.get("test") or {}).get("shares lesion with train"))
+    leak_free = ((result.get("leak") or {}).get("leak-free part") or {}).get("accuracy")
+    row["test_accuracy_leak_free"] = _pct(leak_free)
     return row
 
 
@@ -404,8 +377,8 @@ def _with_interval(value, low, high, digits: int = 1) -> str:
 def markdown_table(table: pd.DataFrame) -> str:
     """The results table as GitHub Markdown: the study's columns, this run beside them, then what it adds."""
     header = ["Notebook", "Model", "Val acc. study", "Val acc. run", "Test acc. study", "Test acc. run [95% CI]",
-              "Depth study / run", "Params study / run", "Balanced acc. [95% CI]", "Macro F1", "Macro AUC",
-              "Status", "Time"]
+              "Test acc. leak-free part", "Depth study / run", "Params study / run", "Balanced acc. [95% CI]",
+              "Macro F1", "Macro AUC", "Status", "Time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.to_dict(orient="records"):
         f1 = _with_interval(row["test_macro_f1"] / 100 if not math.isnan(row["test_macro_f1"]) else math.nan,
@@ -415,6 +388,7 @@ def markdown_table(table: pd.DataFrame) -> str:
         cells = [row["notebook"], row["model"], _fmt(row["study_val_accuracy"], 2), _fmt(row["val_accuracy"], 1),
                  _fmt(row["study_test_accuracy"], 2),
                  _with_interval(row["test_accuracy"], row["test_accuracy_low"], row["test_accuracy_high"]),
+                 _fmt(row["test_accuracy_leak_free"], 1),
                  f"{_fmt(row['study_depth'], 0)} / {_fmt(row['depth'], 0)}",
                  f"{_fmt(row['study_params'], 0)} / {_fmt(row['params'], 0)}",
                  _with_interval(row["test_balanced_accuracy"], row["test_balanced_accuracy_low"],
@@ -444,7 +418,8 @@ def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: s
         f"- wall time: {format_seconds(wall_seconds)} for {len(outcomes)} notebook(s); "
         f"{sum(o.status == 'ok' for o in outcomes)} ok, {len(failed)} failed", "",
         "Accuracies in percent; \"study\" columns are the study's reported numbers (its README), \"run\" columns "
-        "this run's. Intervals are 95 % bootstrap intervals on the test set.", "",
+        "this run's. Intervals are 95 % bootstrap intervals on the test set, resampling lesions. \"Leak-free part\": "
+        "the test images whose lesion has no photo in training (all of them under the grouped protocol).", "",
         markdown_table(table), "",
     ]
     if outcomes:
@@ -458,65 +433,47 @@ def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: s
 # The dataset check before a run
 # --------------------------------------------------------------------------------------------------------
 
-def find_images(data_dir: Path) -> str | None:
-    """An image folder to use when the official ``HAM10000_images_part_*`` folders are absent: the first
-    ``images*`` folder in ``data_dir`` holding every image of the metadata (e.g. ``images_200x150``)."""
-    from skinlib import data
-
-    for folder in sorted(p for p in data_dir.glob("images*") if p.is_dir()):
-        try:
-            data.load_metadata(data_dir, images=folder.name)
-        except Exception:
-            continue
-        return folder.name
-    return None
-
-
-def check_dataset(data_dir: Path, images: str | None) -> tuple[bool, str, str | None]:
-    """Whether ``data_dir`` holds a usable HAM10000, a message saying what is there or missing, and the image
-    folder to use (``images``, or one found by :func:`find_images` when the official layout is absent)."""
+def check_dataset(data_dir: Path, images: str | None) -> tuple[str, str, str | None]:
+    """``(status, message, images)``: status "ok" (with the image folder to use, found by ``data.locate`` when not
+    given), "absent" (no metadata and no image folder: a download may be offered) or "malformed" (files are
+    there but unusable: the message says what and how to fix it; never a download)."""
     from skinlib import data
     from skinlib.errors import DataError
 
+    data_dir, images = data.locate(data_dir, images)
     try:
         data.load_metadata(data_dir, images=images)
-        return True, f"dataset: {data_dir}" + (f" (images from {images})" if images else ""), images
+        return "ok", f"dataset: {data_dir}" + (f" (images from {images}/)" if images else ""), images
     except DataError as error:
         problem = str(error)
-    if images is None and (data_dir / "HAM10000_metadata.csv").is_file():
-        found = find_images(data_dir)
-        if found:
-            return True, (f"dataset: {data_dir} (the official HAM10000_images_part_1/_2 folders are absent; "
-                          f"using every image from {found}/)"), found
-    return False, problem, images
+    present = data_dir.is_dir() and any(
+        path.name.startswith(("HAM10000_metadata", "HAM10000_images", "images")) for path in data_dir.iterdir())
+    return ("malformed" if present else "absent"), problem, images
 
 
-def missing_data_message(data_dir: Path, problem: str) -> tuple[str, list[str]]:
-    """What is missing and how to get it (with the download plan when skinlib.download is available)."""
-    lines = [f"No usable HAM10000 dataset in '{data_dir}': {problem}"]
-    parts: list[str] = []
-    try:
-        from skinlib import download
-    except ImportError:
-        download = None
-    if download is not None:
-        parts = download.missing_parts(data_dir, download.DEFAULT_PARTS)
-        if parts:
-            lines.append(download.describe_plan(download.plan(data_dir, parts), data_dir))
-    lines.append(f"Put the metadata CSV and the image folders (HAM10000_images_part_1/, HAM10000_images_part_2/) "
-                 f"in '{data_dir}', or download them with `python -m skinlib download --dest {data_dir}`, "
-                 f"or point --data at another folder (--images picks an image folder inside it).")
-    return "\n".join(lines), parts
+def missing_data_message(data_dir: Path, status: str, problem: str) -> tuple[str, list[str]]:
+    """What is wrong and how to fix it; for an absent dataset, the parts a download would fetch."""
+    from skinlib import download
+
+    parts = download.missing_parts(data_dir, download.DEFAULT_PARTS)
+    fetch = f"python -m skinlib download --dest {data_dir}" + (f" --parts {' '.join(parts)}" if parts else "")
+    if status == "malformed":
+        return (f"The dataset in '{data_dir}' cannot be used: {problem}\nFix the file named above; if official "
+                f"files are missing, `{fetch}` fetches only those. Nothing was downloaded."), []
+    return (f"{problem}\nPut the metadata CSV and the image folders (HAM10000_images_part_1/, "
+            f"HAM10000_images_part_2/) in '{data_dir}', point --data at another folder, or download them: "
+            f"`{fetch}`."), parts
 
 
 def offer_download(data_dir: Path, parts: list[str], assume_yes: bool, stream=sys.stderr) -> bool:
-    """Ask (or, with ``assume_yes``, just go ahead) and download ``parts`` into ``data_dir``; True when done."""
+    """Say what a download would fetch, then ask (or, with ``assume_yes``, go ahead); True when downloaded."""
     from skinlib import download
 
+    print(download.describe_plan(download.plan(data_dir, parts), data_dir), file=stream)
     if not assume_yes:
         if not sys.stdin.isatty():
-            print("Not downloading without a terminal to confirm: rerun with --download-yes, or download first.",
-                  file=stream)
+            print("Not downloading without a terminal to confirm: rerun with --download-yes (make run "
+                  "DOWNLOAD=yes), or download first.", file=stream)
             return False
         try:
             answer = input("Download it now? [y/N] ").strip().lower()

@@ -1,0 +1,175 @@
+"""The fidelity table: every setting of notebooks 02-09, the study's value beside what skinlib runs.
+
+The study's values are the rows of ``skinlib.study`` (each with its notebook cells). skinlib's values are read back
+from the objects that training actually uses (the optimizer ``recipe.make_optimizer`` makes, the callbacks
+``train.fit`` adds, the augmentation layers ``augment.pipeline`` builds, the BatchNorm mode ``recipe.bn_for``
+gives), so a change in the code shows up here. A setting skinlib cannot run as the study did is a named deviation
+(:data:`DEVIATIONS`), with its reason::
+
+    >>> fidelity.table("04")                 # one notebook, the study's recipe
+    >>> fidelity.table(None, "corrected")    # what the corrected recipe changes
+    >>> fidelity.markdown()                  # docs/fidelity.md
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import pandas as pd
+
+from skinlib import augment, backbones, recipes, study
+
+COLUMNS = ("notebook", "setting", "study", "study cells", "skinlib", "status")
+
+DEVIATIONS: dict[str, tuple[str, str, str]] = {
+    # setting: (study's value, skinlib's value, reason)
+    "validation each epoch": (
+        "N_val // batch batches of a shuffled generator (448 of 902 images at batch 64; a new subset each epoch)",
+        "every validation image, every epoch",
+        "a fixed, complete validation set makes the plateau and checkpoint decisions depend on the model, not on "
+        "which half of the images was drawn"),
+    "steps per epoch": (
+        "N_train // batch (the remainder, up to batch - 1 images, unseen that epoch)",
+        "ceil(N_train / batch): every image every epoch, the last batch smaller",
+        "Keras 3 feeds NumPy arrays whole; the difference is under one batch per epoch"),
+    "augmentation resampling": (
+        "one affine transform per image (ImageDataGenerator), one interpolation",
+        "RandomRotation, RandomTranslation, RandomShear, RandomZoom in turn, each interpolating bilinearly",
+        "Keras 3 removed ImageDataGenerator; its preprocessing layers compose the same ranges, slightly softer"),
+    "image decoding": (
+        "full JPEG decode, then LANCZOS to the input size",
+        "JPEG draft (DCT) scaling to at least twice the size, then LANCZOS",
+        "faster decoding of large JPEGs; mean absolute difference 0.66 of 255 at 192x256 (99th percentile 3) and 0.79 "
+        "at 64x64, on the 239 originals (python bench/decode_difference.py)"),
+    "baseline images": (
+        "Kaggle's hmnist_64_64_RGB.csv (64x64 images resized by its uploader, method unknown)",
+        "the HAM10000 JPEGs resized to 64x64 by skinlib (LANCZOS)",
+        "the CSV is not part of the official release (Harvard Dataverse); skinlib reads the official images"),
+    "randomness": (
+        "unseeded (every run differs)", "seeded (keras.utils.set_random_seed; splits, augmentation, shuffling)",
+        "repeatable runs; the split itself is the study's (random_state 0 and 1)"),
+}
+
+_STUDY_ONLY_DEVIATIONS = {"06": {"epochs (fit 2)": "cells[27] asks for 30 epochs but its output stops during epoch "
+                                                   "28: the reported model had 27, which skinlib runs"}}
+
+
+def _fit_settings(recipe, stage, cells: str) -> Iterable[tuple[str, object, object]]:
+    """(setting, study value, skinlib value) of one fit."""
+    from skinlib import train
+
+    made = recipe.make_optimizer(stage)
+    optimizer = made.get_config()
+    yield "epochs", stage.epochs, stage.epochs
+    yield "optimizer", "Adam", type(made).__name__
+    yield "learning rate", stage.learning_rate, float(optimizer["learning_rate"])
+    yield "amsgrad", stage.amsgrad, bool(optimizer["amsgrad"])
+    yield "Adam epsilon", 1e-7, float(optimizer["epsilon"])  # Keras 2.2.4: epsilon=None means K.epsilon(), 1e-7
+    yield "continues the previous optimizer", stage.continues, stage.continues
+    yield "BatchNorm", stage.bn, recipe.bn_for(stage)
+    callbacks = train._schedule_callbacks(stage, recipe)
+    plateau = next((c for c in callbacks if type(c).__name__ == "ReduceLROnPlateau"), None)
+    theirs = stage.plateau
+    yield ("plateau", "none" if theirs is None else
+           f"val_accuracy, factor {theirs.factor}, patience {theirs.patience}, min_lr {theirs.min_lr:g}, "
+           f"cooldown {theirs.cooldown}",
+           "none" if plateau is None else
+           f"{plateau.monitor}, factor {plateau.factor}, patience {plateau.patience}, min_lr {plateau.min_lr:g}, "
+           f"cooldown {plateau.cooldown}")
+    stopping = next((c for c in callbacks if type(c).__name__ == "EarlyStopping"), None)
+    yield "early stopping", "none", "none" if stopping is None else f"{stopping.monitor}, patience {stopping.patience}"
+
+
+def _step_rows(step: study.Step, recipe: recipes.Recipe) -> list[dict]:
+    rows = []
+
+    def add(setting, theirs, ours, cells="", checked_by=None):
+        rows.append({"notebook": step.notebook, "setting": setting, "study": _text(theirs), "study cells": cells,
+                     "skinlib": _text(ours), "status": None if checked_by is None else f"matches ({checked_by})"})
+
+    if step.members:
+        add("members", "the fully fine-tuned Inception V3 and DenseNet 201", ", ".join(step.members), "cells[11], [18]",
+            checked_by="notebook 09's members parameter defaults to them")
+        add("combination", "Keras Average() of the two softmax outputs", "ensemble.average: the mean probability",
+            "cells[24]", checked_by="the same arithmetic mean; tests/test_ensemble.py")
+        add("evaluation", "accuracy", "accuracy, plus every metric of the report and a validation-weighted ensemble "
+            "beside the plain average", checked_by="additions; the study's plain average is reported as the ensemble")
+        return rows
+    add("split", "train_test_split(test 0.1, random_state=0), then validation with random_state=1",
+        'data.split(protocol="study", seed=0)', "Baseline_CNN cells[8], [10]",
+        checked_by="the same two train_test_split calls; tests/test_splits.py")
+    add("validation share", step.val_size, step.val_size, "Baseline_CNN cells[10]" if step.number == "02" else "")
+    add("input size (height, width)", step.image_size, step.image_size)
+    add("input scaling", step.preprocess, recipe.preprocess_for(step) if recipe.preprocess == "study" else
+        f"the backbone's own ({backbones.get(step.model).preprocess})")
+    if step.preprocess == "standardize":
+        add("mean and std over", "train, val, test", ", ".join(recipe.standardize_on), "cells[7]")
+    pipeline = augment.describe(augment.pipeline(recipe.augment_for(step)))
+    for name in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
+                 "horizontal_flip", "fill_mode"):
+        add(f"augmentation {name}", getattr(step.augmentation, name), pipeline.get(name), step.augmentation.cells)
+    if pipeline.get("vertical_flip") or pipeline.get("rot90"):
+        add("augmentation flips and turns", "none", "vertical flips and 90-degree turns of square inputs")
+    add("batch size", step.batch_size, step.batch_size)
+    for number, stage in enumerate(step.stages, start=1):
+        for setting, theirs, ours in _fit_settings(recipe, stage, stage.cells):
+            add(f"{setting} (fit {number}, {stage.layers})", theirs, ours, stage.cells)
+    add("class balancing", "none", recipe.balance or "none")
+    add("weights kept", "the last epoch's", "the best validation epoch's" if recipe.restore_best else "the last epoch's")
+    add("loss", "categorical cross-entropy", "categorical cross-entropy" + (
+        f", label smoothing {recipe.label_smoothing}" if recipe.label_smoothing else ""))
+    for setting, (theirs, ours, _) in DEVIATIONS.items():
+        if setting == "baseline images" and step.number != "02":
+            continue
+        add(setting, theirs, ours)
+    return rows
+
+
+def table(step: str | None = None, recipe: str | recipes.Recipe = "study") -> pd.DataFrame:
+    """One row per setting of notebook ``step`` (None: 02-09) under ``recipe``: the study's value and cells,
+    skinlib's value, and the status: "matches", "deviation: <reason>", or "recipe: <name>" for what a recipe other
+    than the study's changes on purpose. "differs (unexplained)" would be a bug (the tests look for it)."""
+    recipe = recipes.get(recipe)
+    steps = [study.get(step)] if step is not None else [s for s in study.STEPS if s.model or s.members]
+    rows = [row for s in steps for row in _step_rows(s, recipe)]
+    for row in rows:
+        bare = row["setting"].split(" (fit")[0]
+        special = _STUDY_ONLY_DEVIATIONS.get(study.get(row["notebook"]).number, {}).get(row["setting"])
+        if row["status"] is not None:
+            continue
+        if bare in DEVIATIONS:
+            row["status"] = f"deviation: {DEVIATIONS[bare][2]}"
+        elif row["study"] == row["skinlib"]:
+            row["status"] = "matches" if special is None else f"matches what ran: {special}"
+        elif recipe.name != "study":
+            row["status"] = f"recipe: {recipe.name}"
+        else:
+            row["status"] = "differs (unexplained)"
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def markdown(recipe: str | recipes.Recipe = "study") -> str:
+    """The table as Markdown (``docs/fidelity.md``), deviations first."""
+    frame = table(None, recipe)
+    deviations = frame[frame["status"].str.startswith("deviation")].drop_duplicates("setting")
+    lines = [f"# Fidelity to the study ({study.SOURCE})", "",
+             "Generated by `python -m skinlib.fidelity` from `skinlib.study`, `skinlib.recipes` and the objects "
+             "training uses; `cells[N]` is the N-th cell of the study's notebook, counted from 0.", "",
+             "## Deviations that remain", "", "| setting | study | skinlib | why |", "|---|---|---|---|"]
+    lines += [f"| {r.setting} | {r.study} | {r.skinlib} | {r.status.removeprefix('deviation: ')} |"
+              for r in deviations.itertuples()]
+    lines += ["", "## Every setting, per notebook", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _text(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else str(list(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
