@@ -1,5 +1,6 @@
 """skinlib.evaluate, skinlib.calibration and skinlib.figures: hand-computed metrics, intervals, TTA."""
 
+import contextlib
 import json
 import math
 
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from sklearn import metrics
 from sklearn.metrics import balanced_accuracy_score
 
-from skinlib import CLASSES, calibration, evaluate, figures
+from skinlib import CLASSES, bootstrap, calibration, evaluate, figures
 
 # 20 images, every class present: akiec 2, bcc 1, bkl 1, df 1, mel 3, nv 10, vasc 2
 COUNTS = np.array([2, 1, 1, 1, 3, 10, 2])
@@ -120,6 +122,93 @@ def test_vectorised_balanced_accuracy_matches_sklearn():
     with pytest.warns(UserWarning):
         expected = balanced_accuracy_score(y, pred)
     assert evaluate.balanced_accuracy_along(y, pred) == pytest.approx(expected)
+
+
+def lesion_data(n_lesions, images_per_lesion, seed=0):
+    """Labels, probabilities and lesion ids where every image of a lesion shares label and prediction."""
+    y, proba = noisy_predictions(n_lesions, 0.75, seed)
+    rows = np.repeat(np.arange(n_lesions), images_per_lesion)
+    return y[rows], proba[rows], np.array([f"HAM_{k:07d}" for k in rows])
+
+
+def random_probabilities(n, seed, n_classes=7):
+    """Labels and probabilities rounded to 2 decimals (ties, as real probabilities have)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    proba = rng.dirichlet(np.ones(7), n)
+    proba[np.arange(n), y] += rng.uniform(0, 0.5, n)
+    return y, np.round(proba / proba.sum(axis=1, keepdims=True), 2)
+
+
+def sklearn_metrics(y, proba):
+    pred = proba.argmax(axis=1)
+    with pytest.warns(UserWarning) if not set(pred) <= set(y) else contextlib.nullcontext():
+        balanced = balanced_accuracy_score(y, pred)
+    return [metrics.accuracy_score(y, pred), balanced,
+            metrics.f1_score(y, pred, average="macro", zero_division=0),
+            np.mean([metrics.roc_auc_score(y == k, proba[:, k]) for k in np.unique(y)])]
+
+
+def vectorised_metrics(y, proba, weights=None):
+    pred = proba.argmax(axis=1)
+    return [bootstrap.accuracy(y, pred, weights), bootstrap.balanced_accuracy(y, pred, weights),
+            bootstrap.macro_f1(y, pred, weights), bootstrap.macro_roc_auc(y, proba, weights)]
+
+
+@pytest.mark.parametrize("n_classes", [7, 5])  # 5: classes 5 and 6 only ever predicted
+def test_vectorised_metrics_equal_scikit_learn(n_classes):
+    y, proba = random_probabilities(300, seed=1, n_classes=n_classes)
+    np.testing.assert_allclose(vectorised_metrics(y, proba), sklearn_metrics(y, proba), rtol=1e-12)
+    # integer weights are the rows repeated that many times (a class may vanish from a resample)
+    weights = np.random.default_rng(2).poisson(1.0, (4, 300))
+    weights[0, y == 2] = 0
+    by_weights = np.stack(vectorised_metrics(y, proba, weights), axis=1)
+    for row, w in zip(by_weights, weights):
+        rows = np.repeat(np.arange(300), w)
+        np.testing.assert_allclose(row, sklearn_metrics(y[rows], proba[rows]), rtol=1e-12)
+
+
+def width(interval):
+    return interval[1] - interval[0]
+
+
+def test_resampled_counts_draw_whole_lesions():
+    codes = np.array([0, 0, 0, 1, 2, 2])  # lesions of 3, 1 and 2 images
+    for counts in bootstrap.resample_weights(codes, 3, n_resamples=50, seed=0):
+        assert counts.shape == (50, 6)
+        assert (counts[:, 0] == counts[:, 1]).all() and (counts[:, 4] == counts[:, 5]).all()
+        lesions_drawn = counts[:, 0] + counts[:, 3] + counts[:, 4]
+        assert (lesions_drawn == 3).all()  # as many lesions as there are
+    assert bootstrap.group_codes(["b", "a", "b", "c"], 4)[1] == 3
+    with pytest.raises(ValueError, match="missing"):
+        bootstrap.group_codes(["a", None], 2)
+    with pytest.raises(ValueError, match="one id per row"):
+        bootstrap.group_codes(np.arange(5), 20)
+
+
+def test_paired_difference_of_identical_models_is_zero():
+    y, proba, lesions = lesion_data(200, 2)
+    pred = proba.argmax(axis=1)
+
+    def gain(y_true, pred_a, pred_b, weights):
+        return bootstrap.accuracy(y_true, pred_a, weights) - bootstrap.accuracy(y_true, pred_b, weights)
+
+    assert bootstrap.bootstrap_interval(gain, y, pred, pred, groups=lesions) == (0.0, 0.0)
+    # 2 of 200 lesions changed: a narrow interval; unpaired resamples would be as wide as accuracy's (~0.12)
+    other = pred.copy()
+    other[:4] = (other[:4] + 1) % 7
+    accuracy_width = width(bootstrap.bootstrap_interval(bootstrap.accuracy, y, pred, groups=lesions))
+    assert width(bootstrap.bootstrap_interval(gain, y, pred, other, groups=lesions)) < accuracy_width / 3
+
+
+def test_undefined_resamples_are_left_out():
+    # 2 melanomas among 10 lesions: some resamples draw none, where that class's AUC is undefined
+    y = np.array([MEL, MEL] + [NV] * 8)
+    proba = one_hot(np.array([MEL, NV] + [NV] * 7 + [MEL])) * 0.8 + 0.2 / 7
+    auc = bootstrap.bootstrap_interval(bootstrap.roc_auc, proba[:, MEL], y == MEL, n_resamples=200)
+    assert not np.isnan(auc).any() and auc[0] < auc[1]
+    assert all(math.isnan(v) for v in bootstrap.bootstrap_interval(bootstrap.accuracy, y[:1], y[:1]))
+    assert all(math.isnan(v) for v in bootstrap.bootstrap_interval(bootstrap.accuracy, y, y, groups=[1] * 10))
 
 
 def test_absent_classes_give_nan_with_note_and_valid_json(tmp_path):
