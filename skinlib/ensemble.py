@@ -18,8 +18,8 @@ import pandas as pd
 from scipy import optimize, special, stats
 from sklearn import metrics
 
+from skinlib.bootstrap import accuracy, balanced_accuracy, bootstrap_interval
 from skinlib.calibration import EPSILON, check_labels, check_proba
-from skinlib.evaluate import accuracy_along, balanced_accuracy_along, bootstrap_interval
 
 ProbaCollection = Sequence[np.ndarray] | Mapping[str, np.ndarray]
 
@@ -106,8 +106,9 @@ def mcnemar(y_true, pred_a, pred_b, exact: bool = True) -> dict[str, float]:
 
 
 def _difference(metric):
-    def statistic(y_true, pred_reference, pred_other, axis=-1):
-        return metric(y_true, pred_reference, axis=axis) - metric(y_true, pred_other, axis=axis)
+    """The paired statistic metric(reference) - metric(other), for :func:`bootstrap_interval`."""
+    def statistic(y_true, pred_reference, pred_other, weights=None):
+        return metric(y_true, pred_reference, weights) - metric(y_true, pred_other, weights)
     return statistic
 
 
@@ -136,17 +137,17 @@ def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | N
         pred = predictions[name]
         row = {"model": name,
                "accuracy": float(metrics.accuracy_score(y_true, pred)),
-               "balanced_accuracy": float(balanced_accuracy_along(y_true, pred, n_classes=len(labels))),
+               "balanced_accuracy": float(balanced_accuracy(y_true, pred)),
                "macro_f1": float(metrics.f1_score(y_true, pred, average="macro", zero_division=0)),
                "log_loss": float(metrics.log_loss(y_true, proba / proba.sum(axis=1, keepdims=True),
                                                   labels=labels))}
         if name != reference:
             pair = (y_true, predictions[reference], pred)
-            for metric_name, metric in (("accuracy", accuracy_along), ("balanced_accuracy", balanced_accuracy_along)):
-                low, high = bootstrap_interval(_difference(metric), *pair, n_resamples=n_bootstrap,
-                                               confidence_level=confidence_level, seed=seed)
-                row[f"{metric_name}_gain"] = float(metric(y_true, predictions[reference]) - metric(y_true, pred))
-                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = low, high
+            for metric_name, metric in (("accuracy", accuracy), ("balanced_accuracy", balanced_accuracy)):
+                gain = _difference(metric)
+                row[f"{metric_name}_gain"] = float(gain(*pair))
+                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = bootstrap_interval(
+                    gain, *pair, n_resamples=n_bootstrap, confidence_level=confidence_level, seed=seed)
             test = mcnemar(*pair)
             row.update(reference_only_right=test["b"], model_only_right=test["c"], mcnemar_p=test["p_value"],
                        significant=bool(row["accuracy_gain_low"] > 0 or row["accuracy_gain_high"] < 0))
