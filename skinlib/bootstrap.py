@@ -157,7 +157,8 @@ def roc_auc(scores, positive, weights=None) -> np.ndarray:
     """Weighted ROC AUC of ``scores`` for the boolean ``positive`` (ties count half, as
     ``sklearn.metrics.roc_auc_score``); NaN where a resample has no positive or no negative."""
     scores, positive = np.asarray(scores), np.asarray(positive, dtype=bool)
-    w = np.atleast_2d(_weights(weights, len(scores)))
+    weights = _weights(weights, len(scores))
+    w = np.atleast_2d(weights)
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
     starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # blocks of tied scores
@@ -169,7 +170,7 @@ def roc_auc(scores, positive, weights=None) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
     auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
-    return auc.reshape(np.shape(_weights(weights, len(scores)))[:-1])
+    return auc.reshape(weights.shape[:-1])
 
 
 def macro_roc_auc(y_true, proba, weights=None) -> np.ndarray:
