@@ -2,11 +2,12 @@
 
     >>> weights = ensemble.fit_weights(val_probas, y_val)          # validation only, never test
     >>> test_proba = ensemble.average(test_probas, weights)
-    >>> ensemble.compare(y_test, {**test_probas, "ensemble": test_proba})
+    >>> ensemble.compare(y_test, {**test_probas, "ensemble": test_proba}, groups=test["lesion_id"])
 
 ``compare`` puts the ensemble and every member side by side on the same images, with a paired bootstrap
 interval of each accuracy difference and McNemar's test on the images where exactly one of the two is
-right, so that "better" means more than noise.
+right, so that "better" means more than noise. Give ``groups`` (each image's ``lesion_id``): photos of one
+lesion are not independent, so the bootstrap then resamples lesions and McNemar's test is clustered.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import pandas as pd
 from scipy import optimize, special, stats
 from sklearn import metrics
 
+from skinlib.bootstrap import accuracy, balanced_accuracy, bootstrap_interval, group_codes
 from skinlib.calibration import EPSILON, check_labels, check_proba
-from skinlib.evaluate import accuracy_along, balanced_accuracy_along, bootstrap_interval
 
 ProbaCollection = Sequence[np.ndarray] | Mapping[str, np.ndarray]
+CLUSTERED_MCNEMAR = "clustered (Durkalski 2003)"
 
 
 def _stack(probas: ProbaCollection, name: str = "probas") -> tuple[list[str] | None, np.ndarray]:
@@ -86,40 +88,65 @@ def fit_weights(val_probas: ProbaCollection, y_val) -> np.ndarray | dict[str, fl
     return dict(zip(names, vector.tolist())) if names is not None else vector
 
 
-def mcnemar(y_true, pred_a, pred_b, exact: bool = True) -> dict[str, float]:
+def mcnemar(y_true, pred_a, pred_b, exact: bool = True, *, groups=None) -> dict[str, float | str]:
     """McNemar's test of two classifiers on the same images.
 
-    ``b``: images only ``a`` gets right; ``c``: images only ``b`` gets right. ``exact`` uses the binomial
-    test on b of b + c (valid for any count); otherwise the chi-square statistic with continuity
-    correction. A small ``p_value`` means the two differ by more than chance.
+    ``b``: images only ``a`` gets right; ``c``: images only ``b`` gets right. Without ``groups``: ``exact``
+    uses the binomial test on b of b + c (valid for any count); otherwise the chi-square statistic with
+    continuity correction. With ``groups`` (one id per image, e.g. ``lesion_id``) images of one group are
+    not independent and the clustered test of Durkalski et al. (2003, "Analysis of clustered matched-pair
+    data", Stat. Med. 22:2417) is used (``exact`` is ignored): with b_k - c_k the discordance of group k,
+    ``statistic`` = (sum_k (b_k - c_k))^2 / sum_k (b_k - c_k)^2, chi-square with 1 degree of freedom (an
+    approximation for many groups; for groups of one image it is the uncorrected McNemar statistic). A
+    small ``p_value`` means the two differ by more than chance. ``test`` names the test used.
     """
     y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
     right_a, right_b = pred_a == y_true, pred_b == y_true
-    b, c = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    only_a, only_b = right_a & ~right_b, ~right_a & right_b
+    b, c = int(np.sum(only_a)), int(np.sum(only_b))
+    if groups is not None:
+        return {"b": b, "c": c, **_clustered_mcnemar(only_a, only_b, groups), "test": CLUSTERED_MCNEMAR}
     if b + c == 0:
-        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0}
+        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0, "test": "exact" if exact else "chi-square"}
     if exact:
         return {"b": b, "c": c, "statistic": float(min(b, c)),
-                "p_value": float(stats.binomtest(b, b + c, 0.5).pvalue)}
+                "p_value": float(stats.binomtest(b, b + c, 0.5).pvalue), "test": "exact"}
     statistic = (abs(b - c) - 1) ** 2 / (b + c)
-    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, df=1))}
+    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, df=1)),
+            "test": "chi-square"}
+
+
+def _clustered_mcnemar(only_a: np.ndarray, only_b: np.ndarray, groups) -> dict[str, float]:
+    """Durkalski et al.'s statistic and p-value from the per-image discordance indicators."""
+    codes, n_groups = group_codes(groups, len(only_a))
+    discordance = np.bincount(codes, weights=only_a.astype(float) - only_b, minlength=n_groups)  # b_k - c_k
+    spread = float(np.sum(discordance ** 2))
+    if spread == 0:
+        return {"statistic": 0.0, "p_value": 1.0}
+    statistic = float(discordance.sum() ** 2 / spread)
+    return {"statistic": statistic, "p_value": float(stats.chi2.sf(statistic, df=1))}
 
 
 def _difference(metric):
-    def statistic(y_true, pred_reference, pred_other, axis=-1):
-        return metric(y_true, pred_reference, axis=axis) - metric(y_true, pred_other, axis=axis)
+    """The paired statistic metric(reference) - metric(other), for :func:`bootstrap_interval`."""
+    def statistic(y_true, pred_reference, pred_other, weights=None):
+        return metric(y_true, pred_reference, weights) - metric(y_true, pred_other, weights)
     return statistic
 
 
 def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | None = None, *,
-            n_bootstrap: int = 1000, confidence_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+            groups=None, unit: str = "lesion", n_bootstrap: int = 1000, confidence_level: float = 0.95,
+            seed: int = 0) -> pd.DataFrame:
     """Each model's metrics, and how the ``reference`` model differs from each other one.
 
     ``reference`` defaults to ``"ensemble"`` if present, else the first model. For every other model the
     table gives ``accuracy_gain`` and ``balanced_accuracy_gain`` (reference minus model) with paired
-    bootstrap intervals (``*_low``, ``*_high``; the same resampled images for both models) and McNemar's
-    exact test (``reference_only_right``, ``model_only_right``, ``mcnemar_p``). A gain whose interval
-    excludes 0 (``significant``) is more than noise.
+    percentile bootstrap intervals (``*_low``, ``*_high``) and McNemar's test (``reference_only_right``,
+    ``model_only_right``: images; ``mcnemar_p``). With ``groups`` (one id per image, e.g. ``lesion_id``)
+    the bootstrap resamples whole groups, the same ones for both models, and McNemar's test is the
+    clustered one of Durkalski et al. (2003); without, it resamples images and the test is McNemar's exact
+    test. A gain whose interval excludes 0 (``significant``) is more than noise. ``table.attrs`` records
+    ``reference``, ``interval_unit`` (``unit`` with groups, else "image"), ``n_groups`` and ``mcnemar_test``.
     """
     names, stacked = _stack(probas_by_name, "probas_by_name")
     if names is None:
@@ -130,27 +157,30 @@ def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | N
         raise ValueError(f"reference {reference!r} is not one of the models {names}")
     y_true = check_labels(y_true, stacked.shape[1], stacked.shape[2])
     labels = list(range(stacked.shape[2]))
+    _, n_groups = group_codes(groups, len(y_true))
     predictions = {name: p.argmax(axis=1) for name, p in zip(names, stacked)}
     rows = []
     for name, proba in zip(names, stacked):
         pred = predictions[name]
         row = {"model": name,
                "accuracy": float(metrics.accuracy_score(y_true, pred)),
-               "balanced_accuracy": float(balanced_accuracy_along(y_true, pred, n_classes=len(labels))),
+               "balanced_accuracy": float(balanced_accuracy(y_true, pred)),
                "macro_f1": float(metrics.f1_score(y_true, pred, average="macro", zero_division=0)),
                "log_loss": float(metrics.log_loss(y_true, proba / proba.sum(axis=1, keepdims=True),
                                                   labels=labels))}
         if name != reference:
             pair = (y_true, predictions[reference], pred)
-            for metric_name, metric in (("accuracy", accuracy_along), ("balanced_accuracy", balanced_accuracy_along)):
-                low, high = bootstrap_interval(_difference(metric), *pair, n_resamples=n_bootstrap,
-                                               confidence_level=confidence_level, seed=seed)
-                row[f"{metric_name}_gain"] = float(metric(y_true, predictions[reference]) - metric(y_true, pred))
-                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = low, high
-            test = mcnemar(*pair)
+            for metric_name, metric in (("accuracy", accuracy), ("balanced_accuracy", balanced_accuracy)):
+                gain = _difference(metric)
+                row[f"{metric_name}_gain"] = float(gain(*pair))
+                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = bootstrap_interval(
+                    gain, *pair, groups=groups, n_resamples=n_bootstrap, confidence_level=confidence_level,
+                    seed=seed)
+            test = mcnemar(*pair, groups=groups)
             row.update(reference_only_right=test["b"], model_only_right=test["c"], mcnemar_p=test["p_value"],
                        significant=bool(row["accuracy_gain_low"] > 0 or row["accuracy_gain_high"] < 0))
         rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
-    table.attrs["reference"] = reference
+    table.attrs.update(reference=reference, interval_unit="image" if groups is None else unit,
+                       n_groups=n_groups, mcnemar_test="exact" if groups is None else CLUSTERED_MCNEMAR)
     return table

@@ -84,3 +84,49 @@ def test_compare_tells_a_real_gain_from_noise():
     assert not same.loc["copy", "significant"] and same.loc["copy", "mcnemar_p"] > 0.2
     with pytest.raises(ValueError, match="reference"):
         ensemble.compare(y, probas, reference="nope")
+
+
+def test_clustered_mcnemar_counts_lesions_not_images():
+    # 20 lesions of 3 images each; the discordant images come in whole lesions
+    lesions = np.repeat(np.arange(20), 3)
+    y = np.zeros(60, dtype=int)
+    a = np.zeros(60, dtype=int)  # always right
+    b = np.where(lesions < 12, 1, 0)  # wrong on lesions 0-11 ...
+    a[(lesions >= 12) & (lesions < 16)] = 1  # ... and a wrong on lesions 12-15
+    plain, chi2 = ensemble.mcnemar(y, a, b), ensemble.mcnemar(y, a, b, exact=False)
+    clustered = ensemble.mcnemar(y, a, b, groups=lesions)
+    assert (clustered["b"], clustered["c"]) == (plain["b"], plain["c"]) == (36, 12)
+    # Durkalski et al.: (sum of b_k - c_k)^2 / sum of (b_k - c_k)^2 = (12*3 - 4*3)^2 / (16 * 9) = 4
+    assert clustered["statistic"] == pytest.approx(4.0)
+    assert clustered["p_value"] == pytest.approx(stats.chi2.sf(4.0, 1))
+    assert clustered["p_value"] > 0.04 > 0.01 > chi2["p_value"] > plain["p_value"]
+    assert clustered["test"] == ensemble.CLUSTERED_MCNEMAR and plain["test"] == "exact"
+    # one image per lesion: the uncorrected McNemar statistic
+    singles = ensemble.mcnemar(y, a, b, groups=np.arange(60))
+    assert singles["statistic"] == pytest.approx((36 - 12) ** 2 / 48)
+    assert ensemble.mcnemar(y, a, a, groups=lesions)["p_value"] == 1.0
+
+
+def test_compare_over_lesions():
+    rng = np.random.default_rng(2)
+    n_lesions, per_lesion = 250, 3
+    lesions = np.repeat(np.arange(n_lesions), per_lesion)
+    y_lesion = rng.integers(0, 7, n_lesions)
+    # each model is right or wrong about a whole lesion (all its images)
+    members = {name: informative(y_lesion, accuracy, rng)[lesions] for name, accuracy in (("m1", 0.6), ("m2", 0.7))}
+    members["twin"] = members["m1"].copy()
+    y = y_lesion[lesions]
+    by_image = ensemble.compare(y, members, reference="m1")
+    by_lesion = ensemble.compare(y, members, reference="m1", groups=lesions)
+    assert by_lesion.attrs == {"reference": "m1", "interval_unit": "lesion", "n_groups": n_lesions,
+                               "mcnemar_test": ensemble.CLUSTERED_MCNEMAR}
+    assert by_image.attrs["interval_unit"] == "image" and by_image.attrs["n_groups"] == len(y)
+    row_image, row_lesion = by_image.loc["m2"], by_lesion.loc["m2"]
+    assert row_lesion["accuracy_gain"] == row_image["accuracy_gain"]
+    image_width = row_image["accuracy_gain_high"] - row_image["accuracy_gain_low"]
+    lesion_width = row_lesion["accuracy_gain_high"] - row_lesion["accuracy_gain_low"]
+    assert 1.4 < lesion_width / image_width < 2.1  # sqrt(3) wider
+    assert row_lesion["mcnemar_p"] > row_image["mcnemar_p"]
+    twin = by_lesion.loc["twin"]
+    assert (twin["accuracy_gain_low"], twin["accuracy_gain_high"]) == (0.0, 0.0) and not twin["significant"]
+    assert (twin["balanced_accuracy_gain_low"], twin["balanced_accuracy_gain_high"]) == (0.0, 0.0)

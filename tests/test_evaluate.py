@@ -1,5 +1,7 @@
-"""skinlib.evaluate, skinlib.calibration and skinlib.figures: hand-computed metrics, intervals, TTA."""
+"""skinlib.evaluate, skinlib.bootstrap, skinlib.calibration and skinlib.figures: hand-computed metrics,
+cluster bootstrap intervals, TTA."""
 
+import contextlib
 import json
 import math
 
@@ -8,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from sklearn import metrics
 from sklearn.metrics import balanced_accuracy_score
 
-from skinlib import CLASSES, calibration, evaluate, figures
+from skinlib import CLASSES, bootstrap, calibration, evaluate, figures
 
 # 20 images, every class present: akiec 2, bcc 1, bkl 1, df 1, mel 3, nv 10, vasc 2
 COUNTS = np.array([2, 1, 1, 1, 3, 10, 2])
@@ -30,9 +33,11 @@ def test_perfect_classifier():
     assert result.ece == pytest.approx(0.0)
     assert result.melanoma_sensitivity == result.melanoma_specificity == 1.0
     assert result.intervals["accuracy"] == (1.0, 1.0)
+    assert result.intervals["macro_f1"] == result.intervals["roc_auc_macro"] == (1.0, 1.0)
     np.testing.assert_array_equal(result.confusion, np.diag(COUNTS))
     np.testing.assert_array_equal(result.per_class["support"], COUNTS)
-    assert not result.notes
+    assert result.notes == [evaluate.IMAGE_INTERVALS_NOTE]  # no lesion ids: images were resampled
+    assert not evaluate.report(Y, one_hot(Y), groups=np.arange(20) // 2).notes
 
 
 def test_inverted_classifier():
@@ -93,14 +98,15 @@ def noisy_predictions(n, accuracy, seed):
 
 def test_bootstrap_interval_contains_estimate_and_shrinks():
     widths = {}
+    names = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
     for n in (200, 2000):
         y, proba = noisy_predictions(n, 0.7, seed=n)
         result = evaluate.report(y, proba, seed=1)
-        for name in ("accuracy", "balanced_accuracy"):
+        for name in names:
             low, high = result.intervals[name]
             assert low <= getattr(result, name) <= high
             widths[n, name] = high - low
-    for name in ("accuracy", "balanced_accuracy"):
+    for name in names:
         assert widths[2000, name] < widths[200, name] / 2  # ~ 1/sqrt(n): 3.2 times narrower
     # about +-2 points at the study's 1,002 test images
     y, proba = noisy_predictions(1002, 0.8, seed=0)
@@ -110,8 +116,11 @@ def test_bootstrap_interval_contains_estimate_and_shrinks():
 
 def test_bootstrap_is_seeded():
     y, proba = noisy_predictions(300, 0.6, seed=3)
-    assert evaluate.report(y, proba, seed=5).intervals == evaluate.report(y, proba, seed=5).intervals
-    assert evaluate.report(y, proba, seed=5).intervals != evaluate.report(y, proba, seed=6).intervals
+    lesions = np.arange(300) // 3
+    for groups in (None, lesions):
+        first = evaluate.report(y, proba, groups=groups, seed=5).intervals
+        assert first == evaluate.report(y, proba, groups=groups, seed=5).intervals
+        assert first != evaluate.report(y, proba, groups=groups, seed=6).intervals
 
 
 def test_vectorised_balanced_accuracy_matches_sklearn():
@@ -119,7 +128,136 @@ def test_vectorised_balanced_accuracy_matches_sklearn():
     y, pred = rng.integers(0, 5, 50), rng.integers(0, 7, 50)  # classes 5, 6 only predicted
     with pytest.warns(UserWarning):
         expected = balanced_accuracy_score(y, pred)
-    assert evaluate.balanced_accuracy_along(y, pred) == pytest.approx(expected)
+    assert bootstrap.balanced_accuracy(y, pred) == pytest.approx(expected)
+
+
+def lesion_data(n_lesions, images_per_lesion, seed=0):
+    """Labels, probabilities and lesion ids where every image of a lesion shares label and prediction."""
+    y, proba = noisy_predictions(n_lesions, 0.75, seed)
+    rows = np.repeat(np.arange(n_lesions), images_per_lesion)
+    return y[rows], proba[rows], np.array([f"HAM_{k:07d}" for k in rows])
+
+
+def random_probabilities(n, seed, n_classes=7):
+    """Labels and probabilities rounded to 2 decimals (ties, as real probabilities have)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    proba = rng.dirichlet(np.ones(7), n)
+    proba[np.arange(n), y] += rng.uniform(0, 0.5, n)
+    return y, np.round(proba / proba.sum(axis=1, keepdims=True), 2)
+
+
+def sklearn_metrics(y, proba):
+    pred = proba.argmax(axis=1)
+    with pytest.warns(UserWarning) if not set(pred) <= set(y) else contextlib.nullcontext():
+        balanced = balanced_accuracy_score(y, pred)
+    return [metrics.accuracy_score(y, pred), balanced,
+            metrics.f1_score(y, pred, average="macro", zero_division=0),
+            np.mean([metrics.roc_auc_score(y == k, proba[:, k]) for k in np.unique(y)])]
+
+
+def vectorised_metrics(y, proba, weights=None):
+    pred = proba.argmax(axis=1)
+    return [bootstrap.accuracy(y, pred, weights), bootstrap.balanced_accuracy(y, pred, weights),
+            bootstrap.macro_f1(y, pred, weights), bootstrap.macro_roc_auc(y, proba, weights)]
+
+
+@pytest.mark.parametrize("n_classes", [7, 5])  # 5: classes 5 and 6 only ever predicted
+def test_vectorised_metrics_equal_scikit_learn(n_classes):
+    y, proba = random_probabilities(300, seed=1, n_classes=n_classes)
+    np.testing.assert_allclose(vectorised_metrics(y, proba), sklearn_metrics(y, proba), rtol=1e-12)
+    # integer weights are the rows repeated that many times (a class may vanish from a resample)
+    weights = np.random.default_rng(2).poisson(1.0, (4, 300))
+    weights[0, y == 2] = 0
+    by_weights = np.stack(vectorised_metrics(y, proba, weights), axis=1)
+    for row, w in zip(by_weights, weights):
+        rows = np.repeat(np.arange(300), w)
+        np.testing.assert_allclose(row, sklearn_metrics(y[rows], proba[rows]), rtol=1e-12)
+
+
+def width(interval):
+    return interval[1] - interval[0]
+
+
+def test_cluster_bootstrap_is_wider_when_lesions_repeat():
+    y, proba, lesions = lesion_data(300, 3)
+    by_lesion = evaluate.report(y, proba, groups=lesions)
+    by_image = evaluate.report(y, proba)
+    for name in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
+        # 3 identical images per lesion: the effective sample is 300, not 900 (sqrt(3) = 1.73 times wider)
+        assert 1.4 < width(by_lesion.intervals[name]) / width(by_image.intervals[name]) < 2.1, name
+        low, high = by_lesion.intervals[name]
+        assert low <= getattr(by_lesion, name) <= high
+
+
+def test_cluster_bootstrap_of_single_image_lesions_is_the_image_bootstrap():
+    y, proba = noisy_predictions(500, 0.7, seed=4)
+    ids = np.random.default_rng(0).permutation(500).astype(str)  # one image per lesion, ids in any order
+    assert evaluate.report(y, proba, groups=ids).intervals == evaluate.report(y, proba).intervals
+    pred = proba.argmax(axis=1)
+    assert (bootstrap.bootstrap_interval(bootstrap.macro_f1, y, pred, groups=ids, seed=3)
+            == bootstrap.bootstrap_interval(bootstrap.macro_f1, y, pred, seed=3))
+
+
+def test_resampled_counts_draw_whole_lesions():
+    codes = np.array([0, 0, 0, 1, 2, 2])  # lesions of 3, 1 and 2 images
+    for counts in bootstrap.resample_weights(codes, 3, n_resamples=50, seed=0):
+        assert counts.shape == (50, 6)
+        assert (counts[:, 0] == counts[:, 1]).all() and (counts[:, 4] == counts[:, 5]).all()
+        lesions_drawn = counts[:, 0] + counts[:, 3] + counts[:, 4]
+        assert (lesions_drawn == 3).all()  # as many lesions as there are
+    assert bootstrap.group_codes(["b", "a", "b", "c"], 4)[1] == 3
+    with pytest.raises(ValueError, match="missing"):
+        bootstrap.group_codes(["a", None], 2)
+    with pytest.raises(ValueError, match="one id per row"):
+        bootstrap.group_codes(np.arange(5), 20)
+    with pytest.raises(ValueError, match="one id per row"):
+        evaluate.report(Y, one_hot(Y), groups=np.arange(5))
+
+
+def test_paired_difference_of_identical_models_is_zero():
+    y, proba, lesions = lesion_data(200, 2)
+    pred = proba.argmax(axis=1)
+
+    def gain(y_true, pred_a, pred_b, weights):
+        return bootstrap.accuracy(y_true, pred_a, weights) - bootstrap.accuracy(y_true, pred_b, weights)
+
+    assert bootstrap.bootstrap_interval(gain, y, pred, pred, groups=lesions) == (0.0, 0.0)
+    # 2 of 200 lesions changed: a narrow interval; unpaired resamples would be as wide as accuracy's (~0.12)
+    other = pred.copy()
+    other[:4] = (other[:4] + 1) % 7
+    accuracy_width = width(bootstrap.bootstrap_interval(bootstrap.accuracy, y, pred, groups=lesions))
+    assert width(bootstrap.bootstrap_interval(gain, y, pred, other, groups=lesions)) < accuracy_width / 3
+
+
+def test_undefined_resamples_are_left_out():
+    # 2 melanomas among 10 lesions: some resamples draw none, where that class's AUC is undefined
+    y = np.array([MEL, MEL] + [NV] * 8)
+    proba = one_hot(np.array([MEL, NV] + [NV] * 7 + [MEL])) * 0.8 + 0.2 / 7
+    auc = bootstrap.bootstrap_interval(bootstrap.roc_auc, proba[:, MEL], y == MEL, n_resamples=200)
+    assert not np.isnan(auc).any() and auc[0] < auc[1]
+    assert all(math.isnan(v) for v in bootstrap.bootstrap_interval(bootstrap.accuracy, y[:1], y[:1]))
+    assert all(math.isnan(v) for v in bootstrap.bootstrap_interval(bootstrap.accuracy, y, y, groups=[1] * 10))
+
+
+def test_report_records_the_resampled_unit(tmp_path):
+    y, proba, lesions = lesion_data(250, 4)
+    lesions[::2] = [f"single_{k}" for k in range(len(lesions[::2]))]  # 500 single-image lesions, 250 pairs
+    result = evaluate.report(y, proba, groups=lesions)
+    assert (result.n, result.n_groups, result.interval_unit) == (1000, 750, "lesion")
+    assert "95 % intervals over 750 lesions (1,000 images)" in result.summary()
+    assert "750 lesions (1,000 images)" in result._repr_html_()
+    assert not any("resample images" in note for note in result.notes)
+    again = evaluate.Report.from_json(result.to_json(tmp_path / "report.json"))
+    assert (again.n_groups, again.interval_unit, again.intervals) == (750, "lesion", result.intervals)
+    assert again.summary() == result.summary()
+    # reports written before lesion intervals existed resampled images
+    old = result.to_dict()
+    del old["n_groups"], old["interval_unit"]
+    assert (evaluate.Report.from_dict(old).n_groups, evaluate.Report.from_dict(old).interval_unit) == (1000, "image")
+    plain = evaluate.report(y, proba)
+    assert (plain.n_groups, plain.interval_unit) == (1000, "image")
+    assert plain.summary().endswith("(95 % intervals over 1,000 images)")
 
 
 def test_absent_classes_give_nan_with_note_and_valid_json(tmp_path):
