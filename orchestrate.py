@@ -14,6 +14,7 @@ with this run's numbers beside the study's.
 from __future__ import annotations
 
 import ast
+import json
 import math
 import os
 import sys
