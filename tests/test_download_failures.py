@@ -263,3 +263,17 @@ def test_progress_off_a_terminal_is_log_lines_not_a_bar(fake_files, tmp_path, cl
     lines = stream.getvalue().splitlines()
     assert any(line.startswith("HAM10000_images_part_1.zip: ") and "%)" in line for line in lines)
     assert isinstance(progress.progress_bar(10, "x", True), progress.LogProgress)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(fake_files, tmp_path, monkeypatch, capsys):
+    from skinlib.download import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    dest = tmp_path / "ham10000"
+    with FakeDataverse(fake_files) as server:
+        monkeypatch.setattr(pipeline, "check_disk_space", interrupted)  # after the listing, before any file
+        assert dl.run(cli(["--dest", str(dest), "-y", "-q", "--base-url", server.url])) == 130
+    assert "Run the same command again to resume (nothing half-written was left behind)" in capsys.readouterr().err
+    assert not dest.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from skinlib.config import data_root
 from skinlib.download.errors import DownloadError
@@ -95,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Run the same command again to resume (partial files are kept in "
-              f"{args.dest}/{DOWNLOADS}).", file=sys.stderr)
+        partial = Path(args.dest) / DOWNLOADS
+        kept = (f" (partial files are kept in {partial})" if partial.is_dir() else
+                " (nothing half-written was left behind)")
+        print(f"\nInterrupted. Run the same command again to resume{kept}.", file=sys.stderr)
         return 130
     print(f"Done: {' '.join(args.parts)} in {args.dest}.", file=sys.stderr)
     return 0
