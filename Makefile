@@ -3,8 +3,10 @@
 #   make test   create .venv if missing, install, run the whole test suite
 # Options:  make run PROFILE=smoke DATA=/path/to/ham10000 ARGS="--only 01,02 --protocol grouped"
 #           EXTRAS=gpu,dev for the CUDA build of TensorFlow (default cpu,dev: tensorflow-cpu).
-#           DOWNLOAD=0: when no dataset is found, only say where to put it (default: say what will be
-#           fetched from Harvard Dataverse and how large, then download it).
+#           When no dataset is found, `make run` says what would be fetched from Harvard Dataverse and
+#           how large (2.8 GB), then asks before downloading when a terminal is attached; without a
+#           terminal it downloads nothing and stops. DOWNLOAD=yes downloads without asking;
+#           DOWNLOAD=no never downloads, only says where to put the dataset.
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -12,10 +14,12 @@ EXTRAS ?= cpu,dev
 PROFILE ?= full
 DATA ?= $(or $(SKINLIB_DATA),data/ham10000)
 ARGS ?=
-DOWNLOAD ?= 1
+DOWNLOAD ?=
+comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
-comma := ,
+# DOWNLOAD: yes -> --download-yes, no -> --no-download, empty -> neither (run_all.py asks on a terminal)
+DOWNLOAD_FLAG := $(if $(filter yes,$(DOWNLOAD)),--download-yes,$(if $(filter no,$(DOWNLOAD)),--no-download,))
 
 .PHONY: run test install clean-outputs
 
@@ -29,7 +33,8 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(PY) run_all.py --profile $(PROFILE) --data $(DATA) $(if $(filter 0,$(DOWNLOAD)),--no-download,--download-yes) $(ARGS)
+	$(if $(filter-out yes no,$(DOWNLOAD)),$(error DOWNLOAD must be yes, no or left out (then run_all.py asks when a terminal is attached), not '$(DOWNLOAD)'))
+	$(PY) run_all.py --profile $(PROFILE) --data $(DATA) $(DOWNLOAD_FLAG) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)

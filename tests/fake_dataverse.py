@@ -77,13 +77,16 @@ class Faults:
     """datafile id -> bytes sent before the connection is cut (once)."""
     too_many_requests: dict[int, int] = field(default_factory=dict)
     """datafile id -> number of 429 answers (with ``Retry-After``) before serving it."""
-    retry_after: str = "1"
+    retry_after: str | None = "1"
+    """The 429's ``Retry-After`` header; None sends none (as Dataverse's own rate limiter does)."""
     corrupt: dict[int, int] = field(default_factory=dict)
     """datafile id -> number of times its bytes are served with one byte flipped."""
     status: dict[int, int] = field(default_factory=dict)
     """datafile id -> HTTP status to answer every time (for example 503 or 404)."""
     listing_status: int | None = None
     """Answer the listing with this HTTP status instead of the JSON."""
+    storage_url: str | None = None
+    """Redirect file downloads to this server (for example one that refuses connections) instead of ours."""
 
 
 class FakeDataverse:
@@ -102,6 +105,7 @@ class FakeDataverse:
         """(datafile id, Range header) of every storage request that had one."""
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # a client hanging up is no test failure
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -179,12 +183,14 @@ class FakeDataverse:
                 if datafile_id in server.faults.status:
                     return self.send_body(server.faults.status[datafile_id], b"failing", "text/plain")
                 if server.take(server.faults.too_many_requests, datafile_id):
+                    retry_after = server.faults.retry_after
                     return self.send_body(429, b"Too Many Requests", "text/plain",
-                                          {"Retry-After": server.faults.retry_after})
+                                          {"Retry-After": retry_after} if retry_after is not None else {})
                 variant = "original" if query.get("format") == "original" else "tab"
                 if not server.files[datafile_id].tabular:
                     variant = "original"
                 signed = f"/storage/{datafile_id}/{variant}?X-Amz-Expires=3600&X-Amz-Signature=fake{datafile_id}"
+                signed = (server.faults.storage_url or "") + signed
                 self.send_body(303, b"", "text/plain", {"Location": signed})
 
             def storage(self, datafile_id: int, variant: str, query: dict) -> None:

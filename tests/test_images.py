@@ -126,3 +126,35 @@ def test_unwritable_cache_falls_back_to_memory(synthetic_data, tmp_path):
     with pytest.warns(UserWarning):
         images = load_images(meta, size=(8, 8), cache_dir=blocker / "sub", progress=False)
     assert images.shape == (5, 8, 8, 3)
+
+
+def huge_jpeg(path, width=15000, height=15000):
+    """A tiny JPEG whose header says width x height: Pillow checks the pixel count before decoding."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 120, 90)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")  # start of frame: length(2) precision(1) height(2) width(2)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decompression_bomb_names_the_file_and_its_pixels(tmp_path):
+    big = huge_jpeg(tmp_path / "huge.jpg")
+    with pytest.raises(ImageError, match=r"Image '.*huge\.jpg' has 225,000,000 pixels, more than Pillow's safety "
+                                         r"limit of [\d,]+ .*downsize it"):
+        decode_image(big, (10, 10))
+
+
+def test_decompression_bomb_is_skipped_with_errors_skip(synthetic_data, tmp_path):
+    meta = load_metadata(synthetic_data).head(4)
+    paths = list(meta["path"])
+    paths.insert(2, str(huge_jpeg(tmp_path / "huge.jpg")))
+    with pytest.warns(UserWarning, match=r"Skipped row 2: Image '.*huge\.jpg' has 225,000,000 pixels"):
+        images, kept = load_images(paths, size=(8, 8), errors="skip", progress=False)
+    assert images.shape == (4, 8, 8, 3) and kept == paths[:2] + paths[3:]
+    with pytest.raises(ImageError, match="huge.jpg"):
+        load_images(paths, size=(8, 8), cache_dir=tmp_path / "cache", progress=False)
+    assert not list((tmp_path / "cache").glob("*.npy")) and not list((tmp_path / "cache").glob(".*tmp"))

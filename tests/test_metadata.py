@@ -114,3 +114,46 @@ def test_malformed_csv(tmp_path):
 def test_missing_image_folder(synthetic_data):
     with pytest.raises(DataError, match="Image folder .*images_200x150' does not exist"):
         load_metadata(synthetic_data, images="images_200x150")
+
+
+def test_empty_and_header_only_csv_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "HAM10000_metadata.csv"
+    path.write_text("lesion_id,image_id,dx,dx_type,age,sex,localization\n")
+    with pytest.raises(DataError, match=rf"'{path}' has a header but no data rows.*--parts metadata"):
+        load_metadata(tmp_path)
+    path.write_text("")
+    with pytest.raises(DataError, match=rf"'{path}' is empty. Restore it"):
+        load_metadata(tmp_path)
+    assert path.read_text() == ""  # nothing rewritten
+
+
+def test_non_numeric_age_names_file_row_and_column(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    frame = pd.read_csv(root / "HAM10000_metadata.csv")
+    frame["age"] = frame["age"].astype("object")
+    frame.loc[6, "age"] = "unknown"
+    frame.loc[8, "age"] = "forty"
+    frame.loc[3, "age"] = None
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"HAM10000_metadata.csv': column `age` has 'unknown' at data row 7 "
+                                        r"\(line 8\), which is not a number \(2 such row\(s\) in all\).*leave "
+                                        r"the cell empty"):
+        load_metadata(root)
+
+
+def test_integer_and_quoted_ages_are_float(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    frame = pd.read_csv(root / "HAM10000_metadata.csv")
+    frame["age"] = frame["age"].fillna(0).astype(int).astype(str).radd(" ")  # " 45": text with a space
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False)
+    meta = load_metadata(root)
+    assert meta["age"].dtype == "float64" and meta["age"].iloc[0] == float(frame["age"].iloc[0])
+
+
+def test_semicolon_csv_gets_a_separator_hint(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    frame = pd.read_csv(root / "HAM10000_metadata.csv")
+    frame.to_csv(root / "HAM10000_metadata.csv", index=False, sep=";")
+    with pytest.raises(DataError, match=r"HAM10000_metadata.csv' is separated by semicolons \(;\).*Save it "
+                                        r"again as CSV with commas"):
+        load_metadata(root)

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from skinlib.config import cache_dir as default_cache_dir
-from skinlib.errors import ImageError
+from skinlib.errors import ImageError, image_too_large
 
 CACHE_FORMAT = 1  # bump when decoding changes, so older caches are not reused
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -48,6 +48,8 @@ def decode_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
             if image.size != (width, height):
                 image = image.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(image, dtype=np.uint8)
+    except Image.DecompressionBombError as error:  # an Exception, not an OSError
+        raise image_too_large(path, error) from error
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
         raise ImageError(
             f"Cannot read image '{path}': {error}. Re-download or replace the file, or drop its row "

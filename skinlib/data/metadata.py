@@ -49,17 +49,66 @@ def find_metadata_file(root: str | Path) -> Path:
 
 
 def read_metadata_table(path: str | Path) -> pd.DataFrame:
-    """Read a metadata CSV or Dataverse ``.tab`` file, detecting the separator; no validation."""
+    """Read a metadata CSV or Dataverse ``.tab`` file, detecting the separator; ``age`` (if present) as float.
+
+    Raises :class:`DataError` naming the file for what cannot be used: an empty file, a header without
+    rows, a ``;``-separated file (with the fix), an unparsable file, a non-numeric age (with its row).
+    """
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             header = handle.readline()
-        sep = "\t" if header.count("\t") > header.count(",") else ","
-        frame = pd.read_csv(path, sep=sep, quotechar='"', encoding="utf-8-sig", dtype={"age": "float64"})
+    except UnicodeDecodeError as error:
+        raise DataError(f"Cannot parse the metadata file '{path}': {error}. Is it the HAM10000 CSV?") from error
+    if not header.strip():
+        raise DataError(f"'{path}' is empty. {restore_hint(path)}")
+    separator = detect_separator(header, path)
+    try:
+        frame = pd.read_csv(path, sep=separator, quotechar='"', encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, ValueError) as error:
         raise DataError(f"Cannot parse the metadata file '{path}': {error}. Is it the HAM10000 CSV?") from error
     frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise DataError(f"'{path}' has a header but no data rows: it is truncated or was saved empty. "
+                        f"{restore_hint(path)}")
+    if "age" in frame.columns:
+        frame["age"] = numeric_column(frame["age"], "age", path)
     return frame
+
+
+def restore_hint(path: Path) -> str:
+    """What to do about a broken table: restore it, or delete it and download it again."""
+    part = "isic2018_test" if path.name.lower().startswith("isic2018") else "metadata"
+    return (f"Restore it, or delete it and download it again (`python -m skinlib download --parts {part} "
+            f"--dest {path.parent}`).")
+
+
+def detect_separator(header: str, path: Path) -> str:
+    """``,`` or tab, from the header line; a ``;``-separated file is refused with the way to convert it."""
+    counts = {separator: header.count(separator) for separator in (",", "\t", ";")}
+    if counts[";"] > max(counts[","], counts["\t"]):
+        raise DataError(
+            f"'{path}' is separated by semicolons (;), as spreadsheet programs write CSV in some locales; "
+            f"skinlib reads comma- or tab-separated tables. Save it again as CSV with commas (for example "
+            f"`pd.read_csv(path, sep=';', decimal=',').to_csv(path, index=False)`; check that ages then use "
+            f"a decimal point).")
+    return "\t" if counts["\t"] > counts[","] else ","
+
+
+def numeric_column(values: pd.Series, column: str, path: Path) -> pd.Series:
+    """``values`` as float64 (empty cells NaN); :class:`DataError` naming the first cell that is not a number."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64")
+    text = values.astype("string").str.strip()
+    numbers = pd.to_numeric(text.replace("", pd.NA), errors="coerce")
+    bad = numbers.isna() & text.notna() & (text != "")
+    if bad.any():
+        position = int(bad.to_numpy().argmax())
+        raise DataError(
+            f"'{path}': column `{column}` has {str(text.iloc[position])!r} at data row {position + 1} "
+            f"(line {position + 2}), which is not a number ({int(bad.sum())} such row(s) in all). Write "
+            f"the {column} as a number (for example 45), or leave the cell empty where it is not known.")
+    return numbers.astype("float64")
 
 
 def validate_metadata(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from pathlib import Path
 
 from skinlib.config import data_root
 from skinlib.download.errors import DownloadError
 from skinlib.download.parts import BASE_URL, CITATION, DEFAULT_PARTS, DOI, LICENCE, PARTS, describe_plan, \
     format_bytes, plan
 from skinlib.download.pipeline import DOWNLOADS, download
+from skinlib.download.progress import configure_logging
 from skinlib.errors import SkinlibError
 
 SUMMARY = "Download HAM10000 (and the ISIC 2018 test set) from Harvard Dataverse, verified and unpacked."
@@ -43,7 +44,9 @@ The dataset folder (--dest) ends up with HAM10000_metadata.csv, HAM10000_images_
 ISIC2018_Task3_Test_GroundTruth.csv for the other parts), as skinlib.data.load_metadata expects.
 
 Every file's MD5 is checked against the one Dataverse lists; a mismatch deletes the file and fetches
-it once more. Dropped connections, 429 and 5xx answers are retried with growing waits. Downloads grow
+it once more. Dropped connections and 5xx answers are retried with growing waits; 429 (rate limited:
+Dataverse's limits are hourly) with waits of 1 to 15 minutes, up to about an hour in all. Without a
+network (name not resolved, connection refused) it stops at once. Downloads grow
 in <dest>/{DOWNLOADS}/*.part: if the command is interrupted, run it again and it resumes where it
 stopped (HTTP Range). Parts already in place are skipped, so re-running is cheap. Free disk space is
 checked first (about twice the download size while zips are unpacked)."""
@@ -65,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-archives", action="store_true",
                         help=f"keep the verified zips in <dest>/{DOWNLOADS} after unpacking them")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars, only warnings and errors")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug messages too")
 
 
 def confirmed(args: argparse.Namespace) -> bool:
@@ -77,19 +81,9 @@ def confirmed(args: argparse.Namespace) -> bool:
         return False
 
 
-def show_messages(quiet: bool) -> None:
-    """Print the downloader's log messages to stderr, plainly."""
-    logger = logging.getLogger("skinlib.download")
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the download command; returns the process exit status (0 done, 1 failed or declined)."""
-    show_messages(args.quiet)
+    configure_logging(verbose=args.verbose, quiet=args.quiet)
     items = plan(args.dest, args.parts)
     print(describe_plan(items, args.dest), file=sys.stderr)
     if items and not confirmed(args):
@@ -102,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Run the same command again to resume (partial files are kept in "
-              f"{args.dest}/{DOWNLOADS}).", file=sys.stderr)
+        partial = Path(args.dest) / DOWNLOADS
+        kept = (f" (partial files are kept in {partial})" if partial.is_dir() else
+                " (nothing half-written was left behind)")
+        print(f"\nInterrupted. Run the same command again to resume{kept}.", file=sys.stderr)
         return 130
     print(f"Done: {' '.join(args.parts)} in {args.dest}.", file=sys.stderr)
     return 0

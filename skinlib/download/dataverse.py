@@ -14,7 +14,7 @@ from typing import Iterable
 
 import requests
 
-from skinlib.download.errors import DownloadError
+from skinlib.download.errors import DownloadError, RateLimitedError, UnreachableError
 from skinlib.download.parts import RemoteFile
 from skinlib.download.transfer import RetryPolicy, get_json
 
@@ -66,9 +66,15 @@ def list_files(session: requests.Session, base_url: str, doi: str, policy: Retry
 
 
 def try_list_files(session: requests.Session, base_url: str, doi: str, policy: RetryPolicy) -> list[dict] | None:
-    """:func:`list_files`, or None (with a warning) when the listing cannot be had."""
+    """:func:`list_files`, or None (with a warning) when the listing cannot be had.
+
+    An unreachable server or an exhausted rate limit is raised, not papered over: the files would fail
+    the same way.
+    """
     try:
         return list_files(session, base_url, doi, policy)
+    except (UnreachableError, RateLimitedError):
+        raise
     except (DownloadError, ValueError) as error:  # ValueError: the body is not JSON
         log.warning("Could not read the dataset listing (%s); using the known datafile ids instead.", error)
         return None
