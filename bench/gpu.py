@@ -75,7 +75,7 @@ def keras_worker(args) -> dict:
     x, y = host_batches(args.batch_size * max(args.warmup_steps, args.steps), tuple(args.size))
     preprocess = models.preprocess_of(model)
     if preprocess.mode == "standardize" and not preprocess.adapted:
-        preprocess.adapt(x)  # the baseline's one mean and std, as train.fit sets them
+        preprocess.adapt(x)  # the baseline's one mean and std (notebook 02 adapts it)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
                   jit_compile=args.jit_compile, steps_per_execution=args.steps_per_execution)
 

@@ -54,7 +54,7 @@ def run(args) -> bool:
     for model in built.values():
         preprocess = models.preprocess_of(model)
         if preprocess.mode == "standardize" and not preprocess.adapted:
-            preprocess.adapt(x)  # the baseline's one mean and std, as train.fit sets them
+            preprocess.adapt(x)  # the baseline's one mean and std (notebook 02 adapts it)
 
     methods = {}
     for name, model in built.items():

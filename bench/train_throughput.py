@@ -4,9 +4,9 @@ For each model (default: the baseline CNN and VGG16, both at 64x64, random weigh
 same uint8 images with the same batch size, optimizer, loss, metric and validation set, each in a fresh
 process:
 
-* ``skinlib``: ``train.fit(model, data, "seed", epochs=...)`` (its stage after the frozen-backbone head
-  stage: "all" for the baseline, "top" for VGG16), which adds the recipe's augmentation layers, shuffled
-  ``PyDataset`` batches, history and best-weights callbacks;
+* ``skinlib``: ``train.fit(model, data, "study", stage, ...)`` with the study's last stage of the model's notebook
+  ("all" for the baseline, "top" for VGG16) and its augmentation layers, which adds history, checkpoint and
+  resume callbacks;
 * ``bare + augmentation``: ``keras.Model(x -> model(augmentation(x)))`` with the same layers (trainable parts
   set by ``models.set_trainable``), compiled the same way, ``fit(x, y, shuffle=True)`` on NumPy arrays;
   skinlib / this is the library's own overhead (target >= 0.95);
@@ -36,7 +36,9 @@ from _common import (Target, format_table, machine, median, model_parser, print_
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 VARIANTS = ("skinlib", "bare_augmented", "bare")
-RECIPE = "seed"
+RECIPE = "study"
+NOTEBOOK = {"baseline": "02", "vgg16": "03", "inception_v3": "04", "inception_resnet_v2": "05",
+            "densenet201": "06"}  # the study notebook whose last stage is timed
 
 
 def arrays(n: int, size: tuple[int, int], seed: int = 0):
@@ -72,36 +74,32 @@ def epoch_timer():
 def worker(args) -> None:
     import keras
 
-    from skinlib import augment, backbones, models, recipes, train
+    from skinlib import augment, models, recipes, study, train
 
-    spec = backbones.get(args.model)
     recipe = recipes.get(RECIPE)
+    row = study.get(NOTEBOOK[args.model])
     size = tuple(args.size)
     x, y = arrays(args.n, size)
     x_val, y_val = arrays(max(args.n // 8, 8), size, seed=1)
-    stage_name = "all" if spec.unfreeze is None else spec.default_finetune
-    epochs = args.epochs if spec.unfreeze is None else {"head": 0, stage_name: args.epochs}
-    stage = train.plan(spec, recipe, epochs=epochs)[0]
-    batch_size = args.batch_size or spec.batch_size
+    stage = study.stages(row.number, epochs=args.epochs)[-1]
+    batch_size = args.batch_size or row.batch_size
     keras.utils.set_random_seed(0)
-    model = models.build(args.model, input_shape=(*size, 3), weights=None)
+    model = models.build(args.model, input_shape=(*size, 3), weights=None, preprocess=recipe.preprocess_for(row))
+    if models.preprocess_of(model).mode == "standardize":
+        models.preprocess_of(model).adapt(x)
+    models.set_trainable(model, stage.layers, bn=recipe.bn_for(stage))
+    augmentation = augment.pipeline(recipe.augment_for(row), (*size, 3), seed=0)
     timer = epoch_timer()
 
     if args.worker == "skinlib":
-        train.fit(model, {"train": (x, y), "val": (x_val, y_val)}, recipe, epochs=epochs, batch_size=batch_size,
-                  callbacks=[timer], verbose=0)
+        train.fit(model, {"train": (x, y), "val": (x_val, y_val)}, recipe, stage, batch_size=batch_size,
+                  augmentation=augmentation, callbacks=[timer], verbose=0)
     else:
-        preprocess = models.preprocess_of(model)
-        if preprocess.mode == "standardize":
-            preprocess.adapt(x)  # as train.fit does for the baseline
-        models.set_trainable(model, stage.name, bn=recipe.bn)
         net = model
         if args.worker == "bare_augmented":
-            pipeline = recipe.augment_baseline if spec.unfreeze is None else recipe.augment
-            augmentation = augment.pipeline(pipeline, (*size, 3), seed=0)
             inputs = keras.Input(shape=(*size, 3))
             net = keras.Model(inputs, model(augmentation(inputs)))
-        net.compile(optimizer=stage.optimizer.make(), loss=keras.losses.CategoricalCrossentropy(),
+        net.compile(optimizer=recipe.make_optimizer(stage), loss=keras.losses.CategoricalCrossentropy(),
                     metrics=["accuracy"])
         onehot = lambda labels: keras.utils.to_categorical(labels, 7).astype("float32")  # noqa: E731
         net.fit(x, onehot(y), batch_size=batch_size, epochs=args.epochs, shuffle=True,
@@ -109,7 +107,7 @@ def worker(args) -> None:
                 verbose=0)
     intervals = timer.intervals()
     report_result({"model": args.model, "variant": args.worker, "n": args.n, "batch_size": batch_size,
-                   "stage": stage.name, "epochs": intervals, "backend": keras.backend.backend()})
+                   "stage": stage.layers, "epochs": intervals, "backend": keras.backend.backend()})
 
 
 def run(args) -> bool:

@@ -202,7 +202,7 @@ def _set_batch_norm(layer, bn: str, key: str) -> None:
     layer.momentum = 1.0 if bn == "keras2_frozen" else KERAS_BN_MOMENTUM
     for variable in (layer.gamma, layer.beta):
         if variable is not None:
-            variable.trainable = bn != "keras2_frozen"
+            variable.trainable = bn in ("train", "reset")  # after layer.trainable, which sets them too
     if bn == "reset":
         layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
         layer.moving_variance.assign(np.zeros(layer.moving_variance.shape, dtype="float32"))

@@ -7,15 +7,17 @@ import pytest
 from skinlib import augment, backbones, models, recipes
 from skinlib.preprocessing import Preprocess, PreprocessError
 
-# The study's own numbers (weights=None, input 192x256x3; the baseline at 64x64x3). Trainable counts of
-# "top"/"all" are with bn="seed", as the study ran them.
+# The study's own numbers (weights=None, input 192x256x3; the baseline at 64x64x3), and the trainable counts of each
+# stage with the study's BatchNorm action (its model.summary()).
 STUDY_COUNTS = {
     "baseline": {"total": 2_124_839},
-    "vgg16": {"total": 14_980_935, ("head", "seed"): 266_247, ("top", "seed"): 7_345_671},
-    "inception_v3": {"total": 22_855_463, ("top", "seed"): 12_178_247, ("all", "seed"): 22_821_031},
-    "inception_resnet_v2": {"total": 55_127_271, ("top", "seed"): 24_352_647},
-    "densenet201": {"total": 19_309_127, ("top", "seed"): 8_097_479, ("all", "seed"): 19_080_071},
+    "vgg16": {"total": 14_980_935, ("head", "none"): 266_247, ("top", "none"): 7_345_671},
+    "inception_v3": {"total": 22_855_463, ("top", "train"): 12_178_247, ("all", "train"): 22_821_031},
+    "inception_resnet_v2": {"total": 55_127_271, ("top", "train"): 24_352_647},
+    "densenet201": {"total": 19_309_127, ("top", "train"): 8_097_479, ("all", "train"): 19_080_071},
 }
+STUDY_UNFREEZE_INDEX = {"vgg16": 15, "inception_v3": 249, "inception_resnet_v2": 618, "densenet201": 481}
+"""The study's ``layers[index:]`` in keras.applications' layer list (its cells[25], [15], [23], [23])."""
 
 
 @pytest.fixture(autouse=True)
@@ -36,32 +38,35 @@ def test_parameter_counts_are_the_studys(name):
     assert model.input_shape[1:] == spec.input_shape
     assert model.name == name
     assert models.param_counts(model)["total"] == STUDY_COUNTS[name]["total"]
-    for (stage, bn), expected in ((k, v) for k, v in STUDY_COUNTS[name].items() if k != "total"):
-        models.set_trainable(model, stage, bn=bn)
-        assert models.param_counts(model)["trainable"] == expected, (stage, bn)
+    for (layers, bn), expected in ((k, v) for k, v in STUDY_COUNTS[name].items() if k != "total"):
+        models.set_trainable(model, layers, bn=bn)
+        assert models.param_counts(model)["trainable"] == expected, (layers, bn)
     if spec.unfreeze is not None:
-        # the registry's unfreeze layer is the study's index in keras.applications' layer list
-        layers = models.backbone_layers(model)
-        position = [layer.name for layer in layers].index(spec.unfreeze.layer)
-        first_trained = position if spec.unfreeze.inclusive else position + 1
-        assert first_trained + 1 == spec.unfreeze.index  # +1: keras.applications' layers[0] is the Input
+        found = models.backbone_layers(model)
+        position = [layer.name for layer in found].index(spec.unfreeze)
+        first_trained = position if spec.unfreeze_inclusive else position + 1
+        assert first_trained + 1 == STUDY_UNFREEZE_INDEX[name]  # +1: keras.applications' layers[0] is the Input
         models.set_trainable(model, "top", bn="frozen")
-        assert not any(layer.trainable for layer in layers[:first_trained])
-        assert all(
-            layer.trainable
-            for layer in layers[first_trained:]
-            if not isinstance(layer, keras.layers.BatchNormalization) and layer.weights
-        )
-        assert not any(l.trainable for l in layers if isinstance(l, keras.layers.BatchNormalization))
-        models.set_trainable(model, "head")
+        assert not any(layer.trainable for layer in found[:first_trained])
+        assert all(layer.trainable for layer in found[first_trained:]
+                   if not isinstance(layer, keras.layers.BatchNormalization) and layer.weights)
+        assert not any(l.trainable for l in found if isinstance(l, keras.layers.BatchNormalization))
+        models.set_trainable(model, "head", bn="frozen")
         assert models.param_counts(model)["trainable"] == sum(
-            int(np.prod(w.shape)) for n in ("head_dense", "predictions") for w in model.get_layer(n).weights
-        )
-    # Grad-CAM's target layer is in the flat model and connected to its input
-    conv = model.get_layer(models.last_conv_layer_name(model))
-    features, probabilities = models.grad_model(model).outputs
-    assert features.shape[1:] == conv.output.shape[1:]
-    assert models.backbone_of(model).output.shape[-1] == features.shape[-1]
+            int(np.prod(w.shape)) for n in ("head_dense", "predictions") for w in model.get_layer(n).weights)
+    features, head = models.split(model)  # Grad-CAM's split, at the backbone's last conv layer
+    assert features.output.shape[1:] == model.get_layer(spec.last_conv_layer).output.shape[1:]
+    assert head.output.shape[-1] == 7
+
+
+def test_features_and_head_compose_to_the_model():
+    model = models.build("densenet201", input_shape=(32, 32, 3), weights=None)
+    features, head = models.split(model)
+    images = _images(2)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(head(features(images))), model.predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no layer 'conv9'"):
+        models.split(model, "conv9")
 
 
 def test_model_takes_raw_uint8_pixels_and_outputs_probabilities():
@@ -88,7 +93,7 @@ def test_preprocess_modes_match_keras_applications(mode, application):
 def test_backbone_preprocess_is_the_registrys():
     model = models.build("vgg16", input_shape=(32, 32, 3), weights=None, preprocess="backbone")
     assert models.preprocess_of(model).mode == "caffe"
-    assert models.preprocess_of(models.build("vgg16", (32, 32, 3), weights=None)).mode == "unit"  # the study's
+    assert models.preprocess_of(models.build("vgg16", (32, 32, 3), weights=None, preprocess="unit")).mode == "unit"
 
 
 def test_standardize_holds_one_mean_and_std_in_its_config(tmp_path):
@@ -114,29 +119,70 @@ def test_standardize_holds_one_mean_and_std_in_its_config(tmp_path):
     models.set_trainable(loaded, "all")  # a reloaded model is still recognised
 
 
-def test_frozen_batch_norm_runs_in_inference_mode_and_seed_bn_resets_and_trains():
+def _backbone(model):
+    """Preprocessing to the backbone's last feature map: no Dropout, so training=True differs only by BN."""
+    return keras.Model(model.input, model.get_layer(backbones.get(model.name).last_conv_layer).output)
+
+
+def test_batch_norm_modes():
     model = models.build("inception_v3", input_shape=(75, 75, 3), weights=None)
-    backbone = models.backbone_of(model)  # no dropout: the head's Dropout would differ with training=True
+    backbone = _backbone(model)
     images = _images(4, (75, 75, 3))
     batch_norms = [l for l in models.backbone_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
 
-    models.set_trainable(model, "all", bn="frozen")
-    before = [l.moving_mean.numpy() for l in batch_norms]
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(backbone(images, training=True)),
-        keras.ops.convert_to_numpy(backbone(images, training=False)),
-        rtol=1e-5, atol=1e-5,
-    )
-    for bn, mean in zip(batch_norms, before):
-        np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)  # stats untouched
+    def run(training):
+        return keras.ops.convert_to_numpy(backbone(images, training=training))
 
-    models.set_trainable(model, "top", bn="seed")
-    assert all(l.trainable for l in batch_norms)
-    for bn in batch_norms:
-        assert not np.any(bn.moving_mean.numpy())
-        assert not np.any(bn.moving_variance.numpy())
-    backbone(images, training=True)  # a training step updates the reset statistics
+    models.set_trainable(model, "all", bn="frozen")  # Keras 3: inference mode, statistics kept
+    before = [l.moving_mean.numpy() for l in batch_norms]
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-5, atol=1e-5)
+    for bn, mean in zip(batch_norms, before):
+        np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
+
+    models.set_trainable(model, "head", bn="keras2_frozen")  # Keras 2.2.4: batch statistics, nothing updated
+    assert models.batch_norm_state(model)["keras2_frozen"] == len(batch_norms)
+    assert not np.allclose(run(True), run(False), atol=1e-3)
+    for bn, mean in zip(batch_norms, before):
+        np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
+    assert not any(w.name in ("gamma", "beta") for w in model.trainable_weights)
+
+    models.set_trainable(model, "head", bn="reset")  # the study's workaround
+    assert models.batch_norm_state(model) == {"bn_layers": len(batch_norms), "trainable": len(batch_norms),
+                                              "keras2_frozen": 0, "zeroed": len(batch_norms)}
+    run(True)  # a training step rebuilds the statistics
     assert all(np.any(bn.moving_variance.numpy()) for bn in batch_norms)
+    models.set_trainable(model, "top", bn="train")  # trainable, statistics kept
+    assert models.batch_norm_state(model)["zeroed"] == 0 and all(l.trainable for l in batch_norms)
+
+
+@pytest.mark.parametrize("number", ["03", "04", "05", "06", "07", "08"])
+def test_batch_norm_actions_per_stage_are_the_studys(number):
+    """Which layers train, and what BatchNorm does, at each stage of notebooks 03-08 under the study's recipe."""
+    from skinlib import study
+
+    row = study.get(number)
+    recipe = recipes.get("study")
+    model = models.build(row.model, input_shape=(75, 75, 3), weights=None)
+    found = models.backbone_layers(model)
+    batch_norms = [l for l in found if isinstance(l, keras.layers.BatchNormalization)]
+    expected_bn = {"03": ["none", "none"], "04": ["reset", "train"], "05": ["reset", "train", "train"],
+                   "06": ["reset", "train"], "07": ["keras2_frozen", "train"], "08": ["keras2_frozen", "train"]}
+    assert [recipe.bn_for(stage) for stage in row.stages] == expected_bn[number]
+    for stage in row.stages:
+        for bn in batch_norms:  # statistics as ImageNet weights or training between the stages leave them
+            bn.moving_mean.assign(np.ones(bn.moving_mean.shape, dtype="float32"))
+        models.set_trainable(model, stage.layers, bn=recipe.bn_for(stage))
+        state = models.batch_norm_state(model)
+        others = [l for l in found if not isinstance(l, keras.layers.BatchNormalization) and l.weights]
+        if stage.layers == "head":
+            assert not any(l.trainable for l in others)
+            assert state["zeroed"] == (len(batch_norms) if stage.bn == "reset" else 0)
+            assert state["keras2_frozen"] == (len(batch_norms) if stage.bn == "keras2_frozen" else 0)
+        else:  # the study never reset the statistics again: only what trains changed
+            assert state["zeroed"] == 0 and state["keras2_frozen"] == 0
+            assert state["trainable"] == len(batch_norms)
+            assert all(l.trainable for l in others) == (stage.layers == "all")
+            assert any(l.trainable for l in others)
 
 
 def test_mixed_precision_keeps_float32_probabilities():
@@ -173,36 +219,38 @@ def test_bad_input_errors_name_what_is_wrong(tmp_path):
         models.build("baseline", weights=tmp_path / "small.weights.h5")
     with pytest.raises(ValueError, match="does not fit a 'vgg16' model"):  # another architecture
         models.build("vgg16", input_shape=(32, 32, 3), weights=tmp_path / "small.weights.h5")
-    with pytest.raises(ValueError, match="only stage is 'all'"):
+    with pytest.raises(ValueError, match="trains 'all' its layers"):
         models.set_trainable(small, "top")
-    with pytest.raises(ValueError, match="unknown stage"):
+    with pytest.raises(ValueError, match="unknown layers"):
         models.set_trainable(small, "bottom")
     with pytest.raises(ValueError, match="unknown bn mode"):
-        models.set_trainable(small, "all", bn="train")
+        models.set_trainable(small, "all", bn="seed")
+    with pytest.raises(ValueError, match="has BatchNormalization layers"):
+        models.set_trainable(models.build("densenet201", (32, 32, 3), weights=None), "head", bn="none")
     with pytest.raises(ValueError, match="not made by skinlib.models.build"):
         models.set_trainable(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mine"), "all")
 
 
 def test_registry_and_recipes_reject_unknown_names():
-    assert backbones.names() == ("baseline", "vgg16", "inception_v3", "inception_resnet_v2", "densenet201")
-    assert backbones.get("inception_resnet_v2").epochs("top") == 30  # 25 + 5 more
-    assert backbones.get("densenet201").epochs("all") == 20
-    assert recipes.get("seed").head_optimizer.amsgrad
-    with pytest.raises(ValueError, match="accepted values: seed, corrected"):
-        recipes.get("modern")
+    assert backbones.names()[:5] == ("baseline", "vgg16", "inception_v3", "inception_resnet_v2", "densenet201")
+    assert recipes.get("study").bn == "study" and recipes.get("corrected").bn == "frozen"
+    with pytest.raises(ValueError, match="accepted values: study, corrected"):
+        recipes.get("seed")
     with pytest.raises(ValueError, match="bn="):
         recipes.get("corrected").replace(bn="train")
 
 
 def test_augmentation_acts_only_in_training():
+    from skinlib import study
+
     images = _images(6, (16, 16, 3)).astype("float32")
-    for name in ("seed", "seed_baseline", "corrected"):
-        pipeline = augment.pipeline(name, (16, 16, 3), seed=1)
+    for spec in (study.get("02").augmentation, study.get("04").augmentation, "corrected"):
+        pipeline = augment.pipeline(spec, (16, 16, 3), seed=1)
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(pipeline(images, training=False)), images)
         assert not np.allclose(keras.ops.convert_to_numpy(pipeline(images, training=True)), images)
     identity = augment.pipeline("none", (16, 16, 3))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(identity(images, training=True)), images)
-    with pytest.raises(ValueError, match="accepted values"):
+    with pytest.raises(ValueError, match="unknown augmentation"):
         augment.pipeline("mixup")
 
 
