@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib import backbones, models, recipes, train
+from skinlib import models, recipes, train
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -53,26 +53,22 @@ class _CountEpochs(keras.callbacks.Callback):
         self.count += 1
 
 
-def test_plan_follows_the_studys_table():
-    seed = recipes.get("seed")
-    vgg = train.plan(backbones.get("vgg16"), seed)
-    assert [(s.name, s.epochs) for s in vgg] == [("head", 3), ("top", 30)]
-    assert vgg[0].optimizer.amsgrad and vgg[0].optimizer.learning_rate == 1e-4 and vgg[0].plateau is None
-    assert (vgg[1].plateau.factor, vgg[1].plateau.patience, vgg[1].plateau.min_lr) == (0.5, 3, 1e-6)
-    irv2 = train.plan(backbones.get("inception_resnet_v2"), seed)
-    assert [(s.name, s.epochs, s.recompile) for s in irv2] == [("head", 3, True), ("top", 25, True), ("top", 5, False)]
-    assert (irv2[2].plateau.patience, irv2[2].plateau.cooldown) == (2, 1)
-    assert [(s.name, s.epochs) for s in train.plan(backbones.get("inception_v3"), seed, "all")] == [
-        ("head", 3), ("all", 20)
-    ]
-    assert [(s.name, s.epochs) for s in train.plan(backbones.get("baseline"), seed)] == [("all", 30)]
-    assert [(s.name, s.epochs) for s in train.plan(backbones.get("densenet201"), seed, epochs=1)] == [
-        ("head", 1), ("top", 1)
-    ]
-    with pytest.raises(ValueError, match="accepted values: top, all"):
-        train.plan(backbones.get("vgg16"), seed, "bottom")
-    with pytest.raises(ValueError, match="one stage"):
-        train.plan(backbones.get("baseline"), seed, "top")
+def _stage(layers="all", epochs=2, **changes):
+    from dataclasses import replace
+
+    from skinlib import study
+
+    return replace(study.Stage(layers, epochs, 1e-3, False, "none"), **changes)
+
+
+def test_stages_come_from_the_study():
+    from skinlib import study
+
+    assert [(s.layers, s.epochs) for s in study.stages("05")] == [("head", 3), ("top", 25), ("top", 5)]
+    assert study.stages("05")[2].continues and study.stages("05")[2].plateau.patience == 2
+    assert [(s.layers, s.epochs) for s in study.stages("08", epochs=1)] == [("head", 1), ("all", 1)]
+    with pytest.raises(ValueError, match="epochs=0"):
+        study.stages("08", epochs=0)
 
 
 @pytest.mark.slow
@@ -82,63 +78,102 @@ def test_short_fit_on_real_images_lowers_the_loss(real_data, tmp_path):
     meta = data.subset(data.load_metadata(real_data, images="images_200x150"), 280, seed=0)
     images = data.load_images(meta, size=(32, 32), progress=False)
     labels = meta["label"].to_numpy()
-    model = models.build("baseline", input_shape=(32, 32, 3), weights=None)
-    history = train.fit(
-        model, {"train": (images, labels), "val": (images[::4], labels[::4])}, "seed",
-        out_dir=tmp_path, epochs=6, batch_size=32, verbose=0,
-    )
+    model = models.build("baseline", input_shape=(32, 32, 3), weights=None, preprocess="standardize")
+    models.preprocess_of(model).adapt(images)
+    history = train.fit(model, {"train": (images, labels), "val": (images[::4], labels[::4])}, "study",
+                        _stage(epochs=6), batch_size=32, out_dir=tmp_path, verbose=0)
     assert list(history.columns) == list(train.HISTORY_COLUMNS)
-    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6] and set(history["stage"]) == {"all"}
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6] and set(history["layers"]) == {"all"}
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "history.csv"), history, check_dtype=False)
-    # the saved weights are the inference model's: models.build can load them
-    pre = models.preprocess_of(model)
-    again = models.build("baseline", (32, 32, 3), weights=tmp_path / "last.weights.h5", preprocess=pre)
+    logged = pd.read_csv(tmp_path / "stage1_all" / "history.csv")
+    np.testing.assert_allclose(logged["loss"], history["loss"])
+    # saved weights rebuild a model that predicts: the mean and std travel beside them (preprocess.json)
+    again = models.build("baseline", (32, 32, 3), weights=tmp_path / "stage1_all" / "last.weights.h5",
+                         preprocess="standardize")
     np.testing.assert_allclose(again.predict(images[:8], verbose=0), model.predict(images[:8], verbose=0), rtol=1e-5)
+
+
+def test_weights_without_their_statistics_say_how_to_restore_them(tmp_path):
+    model = models.build("baseline", (16, 16, 3), weights=None, preprocess="standardize")
+    models.preprocess_of(model).adapt(_learnable()["train"][0])
+    model.save_weights(tmp_path / "alone.weights.h5")
+    bare = models.build("baseline", (16, 16, 3), weights=tmp_path / "alone.weights.h5", preprocess="standardize")
+    with pytest.raises(ValueError, match="preprocess.json"):
+        bare.predict(_learnable()["train"][0][:2], verbose=0)
 
 
 def test_resume_continues_from_the_saved_epoch(tmp_path):
     data = _learnable()
-    model = models.build("baseline", input_shape=(16, 16, 3), weights=None)
+    model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
     with pytest.raises(KeyboardInterrupt):
-        train.fit(model, data, "seed", out_dir=tmp_path, epochs=4, batch_size=8, verbose=0,
+        train.fit(model, data, "study", _stage(epochs=4), batch_size=8, out_dir=tmp_path, verbose=0,
                   callbacks=[_StopAfter(2)])
-    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
+    assert len(pd.read_csv(tmp_path / "stage1_all" / "history.csv")) == 2
 
     keras.backend.clear_session()
-    fresh = models.build("baseline", input_shape=(16, 16, 3), weights=None)  # a new process would do this
+    fresh = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")  # a new process
     counter = _CountEpochs()
-    history = train.fit(fresh, data, "seed", out_dir=tmp_path, epochs=4, batch_size=8, verbose=0,
+    history = train.fit(fresh, data, "study", _stage(epochs=4), batch_size=8, out_dir=tmp_path, verbose=0,
                         resume=True, callbacks=[counter])
     assert counter.count == 2  # only the missing epochs ran
-    assert history["epoch"].tolist() == [1, 2, 3, 4]
-    assert history["stage_epoch"].tolist() == [1, 2, 3, 4]
-    # the restored weights continue the run: epoch 3 starts near where epoch 2 ended
-    assert history["loss"].iloc[2] < history["loss"].iloc[0]
+    assert history["epoch"].tolist() == [1, 2, 3, 4] and history["stage_epoch"].tolist() == [1, 2, 3, 4]
+    assert history["loss"].iloc[2] < history["loss"].iloc[0]  # epoch 3 continues where epoch 2 ended
+    # a finished stage is skipped on resume: its weights are loaded, no epoch runs
+    counter = _CountEpochs()
+    again = train.fit(fresh, data, "study", _stage(epochs=4), batch_size=8, out_dir=tmp_path, verbose=0,
+                      resume=True, callbacks=[counter])
+    assert counter.count == 0 and again["epoch"].tolist() == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
-def test_two_stage_fit_freezes_then_unfreezes_and_merges_history(tmp_path):
+def test_two_stages_freeze_then_unfreeze_and_merge_history(tmp_path):
+    from skinlib import augment, study
+
     data = _learnable(28, 32)
-    model = models.build("vgg16", input_shape=(32, 32, 3), weights=None)
+    recipe = recipes.get("study")
+    row = study.get("03")
+    head, top = study.stages("03", epochs=1)
+    top = top.__class__(**{**top.__dict__, "epochs": 2})
+    model = models.build("vgg16", input_shape=(32, 32, 3), weights=None, preprocess=recipe.preprocess_for(row))
+    augmentation = augment.pipeline(recipe.augment_for(row), (32, 32, 3), seed=0)
     first_conv = model.get_layer("block1_conv1").get_weights()[0].copy()
     last_conv = model.get_layer("block5_conv3").get_weights()[0].copy()
-    history = train.fit(model, data, "seed", epochs={"head": 1, "top": 2}, batch_size=14, verbose=0,
-                        out_dir=tmp_path)
-    assert history[["stage", "stage_epoch"]].values.tolist() == [["head", 1], ["top", 1], ["top", 2]]
-    assert history["lr"].tolist() == [1e-4, 1e-4, 1e-4]  # stored at float32 precision, shortest repr
+    models.set_trainable(model, "head", bn=recipe.bn_for(head))
+    history = train.fit(model, data, recipe, head, batch_size=14, augmentation=augmentation, out_dir=tmp_path,
+                        verbose=0)
+    np.testing.assert_array_equal(model.get_layer("block5_conv3").get_weights()[0], last_conv)  # frozen
+    models.set_trainable(model, "top", bn=recipe.bn_for(top))
+    history = train.fit(model, data, recipe, top, batch_size=14, augmentation=augmentation, out_dir=tmp_path,
+                        history=history, verbose=0)
+    assert history[["stage", "layers", "stage_epoch"]].values.tolist() == [[1, "head", 1], [2, "top", 1],
+                                                                          [2, "top", 2]]
+    assert history["lr"].tolist() == [1e-4, 1e-4, 1e-4]  # float32 precision, shortest repr
     np.testing.assert_array_equal(model.get_layer("block1_conv1").get_weights()[0], first_conv)  # never unfrozen
     assert not np.array_equal(model.get_layer("block5_conv3").get_weights()[0], last_conv)  # "top" trained it
-    assert (tmp_path / "best.weights.h5").is_file() and (tmp_path / "last.weights.h5").is_file()
+    assert {p.name for p in (tmp_path / "stage2_top").iterdir()} >= {"best.weights.h5", "last.weights.h5",
+                                                                      "history.csv", "final.weights.h5"}
+
+
+def test_continued_stage_keeps_the_optimizer_state():
+    data = _learnable()
+    model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
+    history = train.fit(model, data, "study", _stage(epochs=1), batch_size=8, verbose=0)
+    optimizer = train._WRAPPERS[model][0].optimizer
+    steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
+    history = train.fit(model, data, "study", _stage(epochs=1, continues=True), batch_size=8, history=history,
+                        verbose=0)
+    assert train._WRAPPERS[model][0].optimizer is optimizer
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 2 * steps
+    assert history["stage"].tolist() == [1, 2]
 
 
 def test_corrected_recipe_ends_with_the_best_weights(tmp_path):
     data = _learnable()
-    model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="corrected")
+    model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
     recipe = recipes.get("corrected").replace(balance="sampling", label_smoothing=0.1)
-    history = train.fit(model, data, recipe, out_dir=tmp_path, epochs=3, batch_size=8, verbose="tqdm")
-    best = models.build("baseline", (16, 16, 3), weights=tmp_path / "best.weights.h5",
-                        preprocess=models.preprocess_of(model))
+    history = train.fit(model, data, recipe, _stage(epochs=3), batch_size=8, out_dir=tmp_path, verbose="tqdm")
+    best = models.build("baseline", (16, 16, 3), weights=tmp_path / "stage1_all" / "best.weights.h5",
+                        preprocess="unit")
     x = data["val"][0]
     np.testing.assert_allclose(model.predict(x, verbose=0), best.predict(x, verbose=0), rtol=1e-5)
     assert history["val_loss"].min() == pytest.approx(
@@ -146,33 +181,38 @@ def test_corrected_recipe_ends_with_the_best_weights(tmp_path):
             keras.utils.to_categorical(data["val"][1], 7), model.predict(x, verbose=0))), rel=1e-3)
 
 
-def test_batches_balance_classes_and_weight_samples():
+def test_balanced_batches_and_class_weights():
     y = np.array([5] * 90 + [0] * 10)
     x = np.zeros((100, 2, 2, 3), dtype="uint8")
-    balanced = train.TrainBatches(x, y, batch_size=100, seed=0, balanced=True)
-    drawn = np.argmax(balanced[0][1], axis=1)
+    drawn = np.argmax(train.BalancedBatches(x, y, batch_size=100, seed=0)[0][1], axis=1)
     assert 30 < np.sum(drawn == 0) < 70  # about half, not a tenth
     weights = train.balanced_class_weight(y)
     assert weights[0] == pytest.approx(5.0) and weights[5] == pytest.approx(100 / 180)
-    _, onehot, sample_weight = train.TrainBatches(x, y, batch_size=10, class_weight=weights)[0]
-    np.testing.assert_allclose(sample_weight, [weights[int(c)] for c in np.argmax(onehot, axis=1)])
 
 
 def test_fit_rejects_bad_input(tmp_path):
     data = _learnable()
-    model = models.build("baseline", input_shape=(16, 16, 3), weights=None)
+    model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
+    stage = _stage()
     with pytest.raises(ValueError, match=r"the model expects \(N, \*\(16, 16, 3\)\)"):
-        train.fit(model, {"train": (data["train"][0][:, :8], data["train"][1]), "val": data["val"]}, "seed")
+        train.fit(model, {"train": (data["train"][0][:, :8], data["train"][1]), "val": data["val"]}, "study", stage,
+                  batch_size=8)
     with pytest.raises(ValueError, match="ints in 0..6"):
-        train.fit(model, {"train": (data["train"][0], data["train"][1] + 7), "val": data["val"]}, "seed")
+        train.fit(model, {"train": (data["train"][0], data["train"][1] + 7), "val": data["val"]}, "study", stage,
+                  batch_size=8)
     with pytest.raises(ValueError, match='"train"'):
-        train.fit(model, (data["train"], data["val"]), "seed")
-    with pytest.raises(ValueError, match="accepted values: seed, corrected"):
-        train.fit(model, data, "fast")
+        train.fit(model, (data["train"], data["val"]), "study", stage, batch_size=8)
+    with pytest.raises(ValueError, match="accepted values: study, corrected"):
+        train.fit(model, data, "fast", stage, batch_size=8)
     with pytest.raises(ValueError, match="needs the out_dir"):
-        train.fit(model, data, "seed", resume=True)
+        train.fit(model, data, "study", stage, batch_size=8, resume=True)
     with pytest.raises(ValueError, match="mixed_precision=True"):
-        train.fit(model, data, "seed", mixed_precision=True)
+        train.fit(model, data, "study", stage, batch_size=8, mixed_precision=True)
+    with pytest.raises(ValueError, match="batch_size=None"):
+        train.fit(model, data, "study", stage, batch_size=None)
+    standardized = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="standardize")
+    with pytest.raises(ValueError, match="adapt"):
+        train.fit(standardized, data, "study", stage, batch_size=8)
 
 
 def _run_python(code: str, env_extra: dict, timeout=300) -> subprocess.CompletedProcess:
@@ -184,11 +224,12 @@ def _run_python(code: str, env_extra: dict, timeout=300) -> subprocess.Completed
 
 _TINY_FIT = """
     import numpy as np
-    from skinlib import models, train
+    from skinlib import models, study, train
     rng = np.random.default_rng(0)
     y = np.arange(28) % 7
     x = (rng.integers(0, 40, (28, 16, 16, 3)) + (y * 30)[:, None, None, None]).astype("uint8")
     data = {"train": (x, y), "val": (x, y)}
+    stage = study.Stage("all", 2, 1e-3, False, "none")
 """
 
 
@@ -201,14 +242,15 @@ def test_mirrored_strategy_on_two_logical_cpus():
     """ + _TINY_FIT + """
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     try:
-        train.fit(models.build("baseline", (16, 16, 3), weights=None), data, "seed", strategy=strategy)
+        train.fit(models.build("baseline", (16, 16, 3), weights=None, preprocess="unit"), data, "study", stage,
+                  batch_size=8, strategy=strategy)
     except ValueError as error:
         assert "strategy.scope()" in str(error)
     else:
         raise AssertionError("a model built outside the strategy was accepted")
     with strategy.scope():
-        model = models.build("baseline", (16, 16, 3), weights=None)
-    history = train.fit(model, data, "seed", epochs=2, batch_size=8, strategy=strategy, verbose=0)
+        model = models.build("baseline", (16, 16, 3), weights=None, preprocess="unit")
+    history = train.fit(model, data, "study", stage, batch_size=8, strategy=strategy, verbose=0)
     assert strategy.num_replicas_in_sync == 2
     assert type(model.weights[0].value).__name__ == "MirroredVariable", type(model.weights[0].value)
     assert len(history) == 2 and history["loss"].notna().all()
@@ -224,8 +266,8 @@ def test_jax_backend_builds_and_trains_the_baseline():
     code = _TINY_FIT + """
     import keras
     assert keras.backend.backend() == "jax"
-    model = models.build("baseline", (16, 16, 3), weights=None)
-    history = train.fit(model, data, "seed", epochs=3, batch_size=8, verbose=0)
+    model = models.build("baseline", (16, 16, 3), weights=None, preprocess="unit")
+    history = train.fit(model, data, "study", stage, batch_size=8, verbose=0)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert model.predict(x[:2], verbose=0).shape == (2, 7)
     print("OK")
