@@ -147,3 +147,12 @@ def model_card(model: keras.Model) -> dict[str, Any]:
     classes = list(CLASSES)
     return {"classes": classes, "class_names": {c: CLASS_NAMES[c] for c in classes},
             "image_size": list(model.input_shape[1:3]), "recipe": {}}
+
+
+def wrapped(deployed: keras.Model) -> keras.Model:
+    """The classifier inside an exported model (for Grad-CAM, which explains a layer of a flat model); it takes
+    images at the card's ``image_size``."""
+    inner = [layer for layer in deployed.layers if isinstance(layer, keras.Model)]
+    if len(inner) != 1:
+        raise ValueError(f"model {deployed.name!r} is not a skinlib export (it wraps {len(inner)} models, not 1)")
+    return inner[0]

@@ -1,4 +1,4 @@
-"""skinlib.gradcam: a tiny trained model looks at the synthetic lesion; nested models; lesion focus."""
+"""skinlib.gradcam: a tiny trained model looks at the synthetic lesion; the public features/head split; focus."""
 
 import keras
 import numpy as np
@@ -22,15 +22,12 @@ def blob_images(n, seed):
     return images, labels, masks
 
 
-def nested_model():
-    """Preprocessing, then a *nested* convolutional backbone, then a pooled softmax head."""
-    backbone_in = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(backbone_in)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
-    backbone = keras.Model(backbone_in, x, name="backbone")
+def flat_model():
+    """Preprocessing, two convolutions, then a pooled softmax head: one functional graph."""
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = backbone(x, training=False)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x), name="classifier")
 
@@ -39,7 +36,7 @@ def nested_model():
 def trained():
     keras.utils.set_random_seed(0)
     images, labels, _ = blob_images(256, seed=0)
-    model = nested_model()
+    model = flat_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(images, labels, epochs=8, batch_size=32, verbose=0)
@@ -59,24 +56,24 @@ def test_gradcam_peaks_on_the_synthetic_lesion(trained):
     assert np.median(focus) > 10 * BLOB**2 / SIZE**2  # far more heat on the lesion than its area share
 
 
-def test_nested_flat_sequential_and_exported_models_agree(trained, tmp_path):
-    """The same network wrapped four ways gives the same maps (nesting is handled, not just tolerated)."""
-    images, labels, _ = blob_images(6, seed=2)
-    reference = gradcam.gradcam(trained, images)
-    assert gradcam.GradCAM(trained).layer.name == "last_conv"  # found inside the nested backbone
-    # flat: the backbone's layers re-applied directly in the outer graph
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = trained.layers[1](inputs)
-    for layer in trained.get_layer("backbone").layers[1:]:
-        x = layer(x)
-    flat = keras.Model(inputs, trained.layers[-1](trained.layers[-2](x)))
-    np.testing.assert_allclose(gradcam.gradcam(flat, images, layer=flat.layers[-3]), reference, atol=1e-5)
-    sequential = keras.Sequential([keras.Input((SIZE, SIZE, 3)), *trained.layers[1:]])
-    np.testing.assert_allclose(gradcam.gradcam(sequential, images), reference, atol=1e-5)
-    # exported: uint8 input of any size, Resizing, then the model (two levels of nesting)
+def test_split_is_public_and_batched(trained):
+    """The default layer is the last 4-D one; maps of a batch equal maps one image at a time."""
+    images, _, _ = blob_images(6, seed=2)
+    explainer = gradcam.GradCAM(trained)
+    assert explainer.layer.name == "last_conv"
+    np.testing.assert_allclose(explainer.head(explainer.features(images)), trained.predict(images, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gradcam.gradcam(trained, images, batch_size=4),
+                               np.concatenate([gradcam.gradcam(trained, image) for image in images]), atol=1e-5)
+
+
+def test_an_exported_model_is_explained_through_the_model_it_wraps(trained, tmp_path):
+    images, _, _ = blob_images(3, seed=3)
     deployed = export.load(export.export(trained, tmp_path / "blob.keras", classes=["none", "blob"]))
-    np.testing.assert_allclose(gradcam.gradcam(deployed, images, layer="last_conv"), reference, atol=1e-4)
-    assert gradcam.gradcam(deployed, np.repeat(np.repeat(images[:1], 2, 1), 2, 2)).shape == (1, 64, 64)
+    with pytest.raises(ValueError, match="explain the model it wraps"):
+        gradcam.GradCAM(deployed, layer="last_conv")
+    inner = export.wrapped(deployed)
+    np.testing.assert_allclose(gradcam.gradcam(inner, images), gradcam.gradcam(trained, images), atol=1e-5)
 
 
 def test_gradcam_matches_the_keras_io_recipe_on_a_flat_model():
@@ -142,20 +139,36 @@ HEAVY = {"inception_v3", "inception_resnet_v2", "densenet201"}  # 10-20 s each o
     pytest.param(name, marks=[pytest.mark.slow] if name in HEAVY else [])
     for name in ("baseline", "vgg16", "inception_v3", "inception_resnet_v2", "densenet201")])
 def test_every_study_model_is_explained(name):
-    """Grad-CAM of each architecture, built flat by skinlib.models and nested in its export wrapper."""
-    models = pytest.importorskip("skinlib.models")
-    from skinlib import backbones
+    """Grad-CAM of each architecture at its registry's last conv layer, one map per class."""
+    from skinlib import backbones, models
 
     model = models.build(name, input_shape=(75, 75, 3), weights=None, preprocess="tf")
-    deployed = export.deployable(model)
-    explainer = gradcam.GradCAM(deployed)
+    explainer = gradcam.GradCAM(model)
     assert explainer.layer.name == backbones.get(name).last_conv_layer
-    image = np.random.default_rng(0).integers(0, 256, (1, 90, 120, 3)).astype(np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (1, 75, 75, 3)).astype(np.uint8)
     # One map per class. The centred logits sum to zero over the classes, so their channel weights do too:
     # unless every gradient vanished, some class has a positive map (an untrained net may give others 0).
     heat = explainer(np.repeat(image, 7, axis=0), class_index=np.arange(7))
-    assert heat.shape == (7, 90, 120) and np.isfinite(heat).all()
+    assert heat.shape == (7, 75, 75) and np.isfinite(heat).all()
     assert heat.min() >= 0 and 0.9 < heat.max() <= 1.0
-    if name in ("baseline", "vgg16"):  # the flat model gives the same map on an image of its size
-        small = image[:, :75, :75]
-        np.testing.assert_allclose(explainer(small), gradcam.gradcam(model, small), atol=1e-4)
+
+
+def test_sample_per_class_and_focus_table(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    labels = np.array([0] * 10 + [4] * 3 + [5] * 40)
+    shown = gradcam.sample_per_class(labels, per_class=2, seed=0)
+    assert sorted(labels[shown].tolist()) == [0, 0, 4, 4, 5, 5]
+    assert np.array_equal(shown, gradcam.sample_per_class(labels, per_class=2, seed=0))  # seeded
+    assert not np.array_equal(shown, gradcam.sample_per_class(labels, per_class=2, seed=1))
+    mask = np.zeros((10, 10), dtype=np.uint8)
+    mask[:5] = 255  # the lesion is half the image
+    Image.fromarray(mask).save(tmp_path / "ISIC_1_segmentation.png")
+    heat = np.zeros((2, 10, 10))
+    heat[:, :5] = 1.0  # all heat on the lesion
+    frame = pd.DataFrame({"image_id": ["ISIC_1", "ISIC_2"], "dx": ["mel", "nv"]})
+    table = gradcam.focus_table(heat, frame, tmp_path, predicted=[4, 5])
+    assert table.loc[0, "lesion_focus"] == 1.0 and table.loc[0, "lesion_share"] == 0.5
+    assert table.loc[0, "focus_ratio"] == 2.0 and np.isnan(table.loc[1, "focus_ratio"])  # no mask for ISIC_2
+    assert gradcam.titles(table)[0] == "true mel | explains mel | focus 2.0x"
