@@ -1,4 +1,4 @@
-"""The committed notebooks: names, clean state, one parameters cell, short cells calling skinlib."""
+"""The committed notebooks: names, clean state, one parameters cell, the study's steps as short calls to skinlib."""
 
 import ast
 from pathlib import Path
@@ -7,11 +7,12 @@ import nbformat
 import papermill
 import pytest
 
-from skinlib import experiment, runner, study
+import orchestrate
+from skinlib import study
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = [step.notebook for step in study.STEPS]
-MAX_CELL_LINES = 6  # logic lives in skinlib: a notebook cell is a few calls
+MAX_CELL_LINES = 8  # logic lives in skinlib: a notebook cell is a few calls
 
 
 def load(name: str) -> nbformat.NotebookNode:
@@ -50,22 +51,21 @@ def test_markdown_intro_then_one_parameters_cell(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_parameter_defaults_are_the_full_profile(name):
-    """The notebooks' defaults are the study's recipe, as in run_all's profile table."""
-    defaults = runner.notebook_parameters(NOTEBOOKS / f"{name}.ipynb")
-    assert defaults == runner.profile("full")[name]
-    assert set(defaults) == set(runner.profile("smoke")[name])
-    assert all(parameter in runner.PARAMETER_HELP for parameter in defaults)
+def test_parameters_default_to_the_study_and_every_one_is_explained(name):
+    """Defaults live in the parameters cell only; None means the study's value (from skinlib.study)."""
+    found = papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))
+    assert all(info["help"] for info in found.values()), f"{name}: every parameter has a comment"
+    defaults = orchestrate.notebook_parameters(NOTEBOOKS / f"{name}.ipynb")
+    assert defaults["data_dir"] is None and defaults["out_dir"] == "../outputs/manual"
+    if study.get(name).model:
+        assert {k: defaults[k] for k in ("protocol", "recipe", "image_size", "epochs", "batch_size", "val_size")} == {
+            "protocol": "study", "recipe": "study", "image_size": None, "epochs": None, "batch_size": None,
+            "val_size": None}
+    assert set(orchestrate.profile("smoke")[name]) <= set(defaults)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("01_eda", "09_ensemble")])
-def test_training_notebooks_declare_every_experiment_parameter(name):
-    assert set(papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))) == set(experiment.PARAMETERS)
-
-
-def test_ensemble_declares_its_parameters_and_members():
-    parameters = runner.notebook_parameters(NOTEBOOKS / "09_ensemble.ipynb")
-    assert set(parameters) == set(experiment.ENSEMBLE_PARAMETERS)
+def test_ensemble_declares_its_members():
+    parameters = orchestrate.notebook_parameters(NOTEBOOKS / "09_ensemble.ipynb")
     assert parameters["members"] == list(study.get("09").members) == ["07", "08"]
 
 
@@ -96,10 +96,18 @@ def test_reads_like_a_paper(name):
         assert f"{step.test_accuracy:g} %" in cells[0].source
 
 
-def test_training_notebooks_run_their_own_step():
-    """Each of 02-08 builds the experiment of its own step (its number), nothing copied from another."""
-    for step in study.STEPS:
-        if step.model is None:
-            continue
-        sources = "\n".join(cell.source for cell in load(step.notebook).cells if cell.cell_type == "code")
-        assert f'Experiment.from_parameters("{step.number}", globals())' in sources
+@pytest.mark.parametrize("name", [n for n in NAMES if study.get(n).model])
+def test_training_notebooks_show_each_step_of_the_study(name):
+    """Split, load, build, then set_trainable and fit for each stage of the study's row, evaluate, explain, save."""
+    step = study.get(name)
+    sources = "\n".join(cell.source for cell in load(name).cells if cell.cell_type == "code")
+    assert f'study.get("{step.number}")' in sources  # its own row, nothing copied from another notebook
+    for call in ("data.split(", "data.load_parts(", "models.build(", "augment.pipeline(", "evaluate.report(",
+                 "gradcam.gradcam(", "export.export(", "outputs.write_record("):
+        assert call in sources, f"{name} does not show {call}"
+    assert sources.count("train.fit(") == len(step.stages)
+    changes = sum(1 for stage in step.stages if not stage.continues)
+    assert sources.count("models.set_trainable(") == changes
+    for stage in step.stages:
+        if not stage.continues:
+            assert f'models.set_trainable(model, "{stage.layers}"' in sources

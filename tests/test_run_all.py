@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from skinlib import runner, study
+import orchestrate as runner
+from skinlib import study
 
 PROJECT = Path(__file__).resolve().parents[1]
 RUN_ALL = PROJECT / "run_all.py"
@@ -26,17 +28,20 @@ def run_all(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------------------------------ unit tests
 
-def test_profiles_cover_every_notebook_with_the_same_parameters():
+def test_full_profile_is_the_notebooks_defaults_and_smoke_is_data():
     full, smoke = runner.profile("full"), runner.profile("smoke")
     assert list(full) == [step.notebook for step in study.STEPS]
-    for notebook in full:
-        assert set(full[notebook]) == set(smoke[notebook])
-    assert full["03_finetune_vgg16"]["weights"] == "imagenet" and smoke["03_finetune_vgg16"]["weights"] is None
-    assert full["04_finetune_inception_v3"]["image_size"] == [192, 256]
+    assert all(values == {} for values in full.values())  # nothing copied: the parameters cells decide
+    assert smoke["03_finetune_vgg16"]["weights"] is None
     assert min(smoke["05_finetune_inception_resnet_v2"]["image_size"]) >= 75  # keras.applications' minimum
     assert all(smoke[n]["epochs"] == 1 and smoke[n]["eager"] is True for n in TRAINED)
+    for notebook, values in smoke.items():  # every smoke override names a parameter the notebook declares
+        assert set(values) <= set(runner.notebook_parameters(runner.NOTEBOOKS_DIR / f"{notebook}.ipynb")), notebook
     with pytest.raises(runner.RunError, match="accepted: smoke, full"):
         runner.profile("quick")
+    frame = runner.profile_frame()
+    assert {"parameter", "notebook", "full (default)", "smoke", "help"} <= set(frame.columns)
+    assert (frame["help"].str.len() > 0).all()
 
 
 def test_parse_values_and_overrides():
@@ -77,10 +82,11 @@ def fake_result(step: study.Step, accuracy: float) -> dict:
                "melanoma_sensitivity": 0.3}
     report = {"metrics": metrics, "intervals": {"accuracy": [accuracy - 0.02, accuracy + 0.02],
                                                 "balanced_accuracy": [0.45, 0.55]}}
-    return {"notebook": step.notebook, "model": step.model, "protocol": "seed", "recipe": {"name": "seed"},
-            "depth": step.depth, "parameters": {"total": step.params}, "metrics": {"val": report, "test": report},
-            "data": {"train": 8012, "test": 1002, "test_images_sharing_a_lesion_with_train": 397},
-            "device": "cpu", "backend": "tensorflow"}
+    return {"notebook": step.notebook, "model": step.model, "parameters": {"protocol": "study", "recipe": "study"},
+            "depth": step.depth, "parameter_counts": {"total": step.params}, "metrics": {"val": report, "test": report},
+            "data": {"train": {"total": 8012}, "test": {"total": 1002, "shares lesion with train": 397}},
+            "leak": {"leak-free part": {"accuracy": accuracy - 0.1}},
+            "environment": {"device": "cpu", "backend": "tensorflow"}}
 
 
 def test_results_table_puts_the_study_beside_the_run(tmp_path):
@@ -90,14 +96,15 @@ def test_results_table_puts_the_study_beside_the_run(tmp_path):
         path.write_text(json.dumps(fake_result(step, 0.8)))
     outcomes = [runner.Outcome(step.notebook, "ok", 1.0) for step in study.STEPS]
     outcomes[3] = runner.Outcome("04_finetune_inception_v3", "failed", 2.0, tmp_path / "x.ipynb", 5, 3,
-                                 "history = run.train(model, data)", "ValueError: boom")
-    md_path, csv_path = runner.write_results(tmp_path, outcomes, profile_name="full", settings={"protocol": "seed"},
+                                 "history = train.fit(model, ...)", "ValueError: boom")
+    md_path, csv_path = runner.write_results(tmp_path, outcomes, profile_name="full", settings={"protocol": "study"},
                                              wall_seconds=75)
     table = pd.read_csv(csv_path)
     assert list(table["notebook"]) == [step.notebook for step in study.STEPS[1:]]
     vgg = table.set_index("notebook").loc["03_finetune_vgg16"]
     assert vgg["study_test_accuracy"] == 79.64 and vgg["test_accuracy"] == pytest.approx(80.0)
     assert vgg["study_params"] == vgg["params"] == 14_980_935
+    assert vgg["test_accuracy_leak_free"] == pytest.approx(70.0) and vgg["test_sharing_lesion_with_train"] == 397
     failed = table.set_index("notebook").loc["04_finetune_inception_v3"]
     assert failed["status"] == "failed" and math.isnan(failed["test_accuracy"])  # no stale numbers
     text = md_path.read_text()
@@ -110,8 +117,23 @@ def test_missing_dataset_says_what_to_do(tmp_path):
     result = run_all("--data", str(empty), "--no-download", "--only", "01")
     assert result.returncode == 2
     assert str(empty) in result.stderr and "python -m skinlib download" in result.stderr
-    assert "Will download" in result.stderr  # the plan of skinlib.download, with sizes
-    assert not (empty / "HAM10000_metadata.csv").exists()
+    assert "Will download" not in result.stderr  # nothing will be: no claim that it will
+    assert not empty.exists()
+
+
+def test_a_malformed_dataset_is_never_downloaded_over(synthetic_data, tmp_path):
+    import shutil
+
+    broken = tmp_path / "ham10000"
+    shutil.copytree(synthetic_data, broken)
+    csv = broken / "HAM10000_metadata.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([*lines, lines[1]]) + "\n")  # a duplicated image_id
+    result = run_all("--data", str(broken), "--download-yes", "--only", "01")
+    assert result.returncode == 2
+    assert "cannot be used" in result.stderr and "HAM10000_metadata.csv" in result.stderr
+    assert "Nothing was downloaded" in result.stderr
+    assert not (broken / ".downloads").exists()
 
 
 def test_unknown_parameter_is_refused_before_running(synthetic_data, tmp_path):
@@ -129,14 +151,14 @@ def test_failing_notebook_is_named_with_its_cell_and_kept(synthetic_data, tmp_pa
     result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02,03",
                      "-p", "02:recipe=bogus", "--out", str(out))
     assert result.returncode == 1
-    assert "FAILED 02_baseline_cnn" in result.stderr and "cell 5 (In [3])" in result.stderr
-    assert "ParameterError" in result.stderr and "recipe='bogus'" in result.stderr
+    assert "FAILED 02_baseline_cnn" in result.stderr and re.search(r"cell \d+ \(In \[\d+\]\)", result.stderr)
+    assert "RecipeError" in result.stderr and "recipe 'bogus'" in result.stderr
     assert "03_finetune_vgg16: skipped" in result.stderr
     executed = nbformat.read(out / "notebooks" / "02_baseline_cnn.ipynb", as_version=4)
     errors = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs
               if o.output_type == "error"]
-    assert errors and errors[0]["ename"] == "ParameterError"
-    assert "FAILED at cell 5" in (out / "results.md").read_text()
+    assert errors and errors[0]["ename"] == "RecipeError"
+    assert "FAILED at cell" in (out / "results.md").read_text()
 
     out = tmp_path / "keep-going"
     result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "01,02,03",
@@ -168,16 +190,17 @@ def check_smoke_outputs(out: Path, result: subprocess.CompletedProcess, steps, e
         for column in ("val_accuracy", "test_accuracy", "test_balanced_accuracy"):
             assert 0 <= row[column] <= 100
         assert row["test_accuracy_low"] <= row["test_accuracy"] <= row["test_accuracy_high"]
-        result_json = json.loads((out / "results" / f"{step.notebook}.json").read_text())
-        for key in ("model", "protocol", "recipe", "params", "depth", "parameters", "metrics", "time", "device",
-                    "backend"):
-            assert key in result_json, f"{step.notebook} results lack {key}"
-        assert result_json["params"]["out_dir"] == str(out)
+        record = json.loads((out / "results" / f"{step.notebook}.json").read_text())
+        for key in ("notebook", "model", "parameters", "metrics", "study", "environment", "started", "finished",
+                    "data"):
+            assert key in record, f"{step.notebook} record lacks {key}"
+        assert record["metrics"]["test"]["interval_unit"] == "lesion"
         if step.model:
             assert (out / "models" / f"{step.notebook}.keras").is_file()
-            assert result_json["depth"] == step.depth or step.depth is None
-            assert result_json["parameters"]["total"] > 0 and result_json["params"]["epochs"] == 1
-            assert len(result_json["history"]) == (1 if step.model == "baseline" else 2)  # one epoch per stage
+            assert record["depth"] == step.depth or step.depth is None
+            assert record["parameter_counts"]["total"] > 0 and record["parameters"]["epochs"] == 1
+            assert len(record["history"]) == len(step.stages)  # one epoch per stage
+            assert set(record["leak"]) == {"whole test set", "leak-free part", "leaked part", "gap: whole - leak-free"}
     text = (out / "results.md").read_text()
     assert "| Notebook | Model | Val acc. study |" in text and "profile: **smoke**" in text
     return table
@@ -196,7 +219,7 @@ def test_smoke_run_of_all_nine_notebooks(request, tmp_path):
     table = check_smoke_outputs(tmp_path, result, study.STEPS)
     assert list(table.index) == [step.notebook for step in study.STEPS[1:]]
     ensemble = json.loads((tmp_path / "results" / "09_ensemble.json").read_text())
-    assert set(ensemble["members"]) == {"07_retrain_inception_v3", "08_retrain_densenet201"}
-    assert ensemble["members"]["07_retrain_inception_v3"].endswith("models/07_retrain_inception_v3.keras")
+    assert ensemble["parameters"]["members"] == ["07", "08"]
+    assert set(ensemble["member_metrics"]) == {"07_retrain_inception_v3", "08_retrain_densenet201"}
     assert sum(ensemble["weights"].values()) == pytest.approx(1.0)
     assert {row["model"] for row in ensemble["comparison"]} >= {"07_retrain_inception_v3", "ensemble"}
