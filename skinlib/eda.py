@@ -118,14 +118,16 @@ def sample_grid(meta: pd.DataFrame, per_class: int = 5, size: tuple[int, int] = 
 
 def colour_means(meta: pd.DataFrame, images: np.ndarray | None = None, size: tuple[int, int] = EDA_IMAGE_SIZE,
                  chunk: int = 512) -> pd.DataFrame:
-    """Mean of each RGB channel and of all three, per image (0..255).
+    """Mean of each RGB channel and of all three (the grey mean), per image (0..255), and each channel divided by
+    the grey mean (``red_rel`` ...), as the study's EDA compared colours independently of brightness.
 
     Args:
         meta: the images to measure.
         images: their uint8 array (N, H, W, 3) in RGB order, if already decoded; else decoded at ``size``.
 
     Returns:
-        Columns ``image_id``, ``dx``, ``red``, ``green``, ``blue``, ``mean``; one row per image.
+        Columns ``image_id``, ``dx``, ``red``, ``green``, ``blue``, ``mean``, ``red_rel``, ``green_rel``,
+        ``blue_rel``; one row per image.
     """
     if images is None:
         images = load_images(meta, size=size)
@@ -137,6 +139,8 @@ def colour_means(meta: pd.DataFrame, images: np.ndarray | None = None, size: tup
     frame.insert(0, "dx", meta["dx"].to_numpy())
     frame.insert(0, "image_id", meta["image_id"].to_numpy())
     frame["mean"] = frame[list(CHANNELS)].mean(axis=1)
+    for channel in CHANNELS:
+        frame[f"{channel}_rel"] = frame[channel] / frame["mean"].where(frame["mean"] > 0)
     return frame
 
 

@@ -26,6 +26,9 @@ def test_colour_means_are_in_rgb_order(tmp_path):
     assert means.loc[0, "red"] > 240 and means.loc[0, "blue"] < 15
     assert means.loc[1, "blue"] > 240 and means.loc[1, "red"] < 15
     assert means.loc[0, "mean"] == pytest.approx((250 + 10 + 10) / 3, abs=2)
+    # each channel over the grey mean, as the study's EDA: brightness-free colour
+    assert means.loc[0, "red_rel"] == pytest.approx(means.loc[0, "red"] / means.loc[0, "mean"])
+    assert means.loc[0, ["red_rel", "green_rel", "blue_rel"]].sum() == pytest.approx(3.0)
 
 
 def test_study_figures_are_figures(meta):
