@@ -174,7 +174,7 @@ class Outcome:
     """What happened to one notebook."""
 
     notebook: str
-    status: str  # "ok", "failed" or "skipped"
+    status: str  # "ok", "failed", "interrupted" or "skipped"
     seconds: float = 0.0
     executed: Path | None = None
     cell: int | None = None  # 1-based position of the failing cell in the executed copy
@@ -186,6 +186,8 @@ class Outcome:
         """One line for the console (and the results table)."""
         if self.status == "ok":
             return f"ok in {format_seconds(self.seconds)}"
+        if self.status == "interrupted":
+            return f"INTERRUPTED (Ctrl-C) at cell {self.cell}: partial copy {self.executed}"
         if self.status == "skipped":
             return f"skipped ({self.error})" if self.error else "skipped"
         where = f"cell {self.cell}" if self.cell else "a cell"
@@ -240,10 +242,50 @@ def execute(notebook: Path, executed: Path, parameters: Mapping[str, Any], *, cw
         cell, source = _failing_cell(executed, error)
         return Outcome(name, "failed", time.perf_counter() - started, executed, cell, error.exec_count, source,
                        f"{error.ename}: {_first_line(error.evalue)}")
+    except KeyboardInterrupt:
+        cell = mark_interrupted(executed)
+        return Outcome(name, "interrupted", time.perf_counter() - started, executed, cell)
     except Exception as error:  # kernel died, timeout, missing kernel: still a failed notebook, named
         return Outcome(name, "failed", time.perf_counter() - started, executed, None, None, None,
                        f"{type(error).__name__}: {_first_line(str(error))}")
     return Outcome(name, "ok", time.perf_counter() - started, executed)
+
+
+def mark_interrupted(executed: Path) -> int | None:
+    """Marks a partial executed copy as interrupted: papermill's status "interrupted" on the notebook, the cell
+    that was running and the cells that never ran no longer "completed", and a banner first. Returns the 1-based
+    position of the interrupted cell (None if no copy was written)."""
+    import nbformat
+
+    if not executed.is_file():
+        return None
+    notebook = nbformat.read(executed, as_version=4)
+    running = None
+    for position, cell in enumerate(notebook.cells, start=1):
+        meta = cell.metadata.setdefault("papermill", {})
+        if cell.cell_type != "code" or cell.get("execution_count") is not None:
+            continue
+        meta.update(status="interrupted" if running is None else "pending", exception=running is None)
+        running = running or position
+    notebook.metadata.setdefault("papermill", {}).update(status="interrupted", exception=True)
+    banner = nbformat.v4.new_markdown_cell(
+        f"**Interrupted** (Ctrl-C) at cell {running}: it and the cells after it did not finish. Run the notebook "
+        "again (run_all.py into the same --out starts it cleanly; resume=True continues its training).")
+    banner.metadata["tags"] = ["skinlib-interrupted"]
+    notebook.cells.insert(0, banner)
+    nbformat.write(notebook, executed)
+    return running
+
+
+def quiet_kernels(log_path: Path):
+    """Sends what the notebook kernels print on their own stderr (TensorFlow, absl and ipykernel warnings) to
+    ``log_path`` instead of the console; run_all.py's own messages keep the console. Returns the console stream."""
+    console = os.fdopen(os.dup(2), "w", buffering=1)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the kernels' lifetime
+    os.dup2(log.fileno(), 2)
+    sys.stderr = console
+    return console
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -253,8 +295,10 @@ def _first_line(text: str, limit: int = 300) -> str:
 
 def run_notebooks(steps: Sequence[study.Step], parameters: Mapping[str, Mapping[str, Any]], out_dir: Path, *,
                   notebooks_dir: Path = NOTEBOOKS_DIR, keep_going: bool = False, progress: bool = True,
-                  log_output: bool = False, timeout: float | None = None, stream=sys.stderr) -> list[Outcome]:
-    """Run ``steps`` in order; stop at the first failure unless ``keep_going``. Prints progress to ``stream``."""
+                  log_output: bool = False, timeout: float | None = None, stream=None) -> list[Outcome]:
+    """Run ``steps`` in order; stop at the first failure unless ``keep_going``, and at an interruption (Ctrl-C).
+    Prints progress to ``stream`` (default: ``sys.stderr`` at call time)."""
+    stream = stream or sys.stderr
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     failed = False
@@ -276,6 +320,9 @@ def run_notebooks(steps: Sequence[study.Step], parameters: Mapping[str, Mapping[
                           parameters[step.notebook], cwd=notebooks_dir, progress=progress, log_output=log_output,
                           timeout=timeout)
         outcomes.append(outcome)
+        if outcome.status == "interrupted":
+            outcomes += [Outcome(s.notebook, "skipped", error="the run was interrupted") for s in steps[position:]]
+            break
         failed = failed or outcome.status == "failed"
         print(f"{label}: {outcome.describe()}  (elapsed {format_seconds(time.perf_counter() - started)})",
               file=stream, flush=True)
@@ -466,10 +513,11 @@ def missing_data_message(data_dir: Path, status: str, problem: str) -> tuple[str
             f"`{fetch}`."), parts
 
 
-def offer_download(data_dir: Path, parts: list[str], assume_yes: bool, stream=sys.stderr) -> bool:
+def offer_download(data_dir: Path, parts: list[str], assume_yes: bool, stream=None) -> bool:
     """Say what a download would fetch, then ask (or, with ``assume_yes``, go ahead); True when downloaded."""
     from skinlib import download
 
+    stream = stream or sys.stderr
     print(download.describe_plan(download.plan(data_dir, parts), data_dir), file=stream)
     if not assume_yes:
         if not sys.stdin.isatty():

@@ -56,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--keep-going", action="store_true", help="after a failing notebook, run the rest")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the console")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the kernels' own warnings (TensorFlow, absl, ipykernel) on the console instead of "
+                             "<out>/kernels.log")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     parser.add_argument("--no-download", action="store_true",
                         help="when the dataset is missing, only say where to put it (do not offer to download)")
@@ -89,6 +92,9 @@ def resolve_data(args: argparse.Namespace) -> tuple[Path, str | None] | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from skinlib import download
+
+    download.configure_logging(verbose=args.verbose)
     if args.show_profiles:
         with __import__("pandas").option_context("display.max_colwidth", 70, "display.width", 200):
             print(runner.profile_frame().to_string(index=False))
@@ -126,6 +132,9 @@ def main(argv=None) -> int:
     print(f"Running {len(steps)} notebook(s), profile {args.profile}, protocol {protocol}, Keras backend "
           f"{backend}, into {out_dir}", file=sys.stderr)
 
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        runner.quiet_kernels(out_dir / "kernels.log")
     started = time.perf_counter()
     outcomes = runner.run_notebooks(steps, parameters, out_dir, keep_going=args.keep_going,
                                     progress=not args.no_progress, log_output=args.log_output,
@@ -136,6 +145,11 @@ def main(argv=None) -> int:
                 "overrides": " ".join(args.parameter) or "none", "output": str(out_dir)}
     md_path, csv_path = runner.write_results(out_dir, outcomes, profile_name=args.profile, settings=settings,
                                              wall_seconds=wall, steps=steps)
+    interrupted = [o for o in outcomes if o.status == "interrupted"]
+    if interrupted:
+        print(f"\nInterrupted: {interrupted[0].notebook} did not finish; its partial copy is {interrupted[0].executed}. "
+              f"Results so far: {md_path}", file=sys.stderr)
+        return 130
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"\nDone in {runner.format_seconds(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
           f"{len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped. "
@@ -146,4 +160,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # between notebooks, or before the first one started
+        print("\nInterrupted before a notebook started: nothing was left half-written.", file=sys.stderr)
+        sys.exit(130)
