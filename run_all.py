@@ -148,7 +148,8 @@ def main(argv=None) -> int:
     interrupted = [o for o in outcomes if o.status == "interrupted"]
     if interrupted:
         print(f"\nInterrupted: {interrupted[0].notebook} did not finish; its partial copy is {interrupted[0].executed}. "
-              f"Results so far: {md_path}", file=sys.stderr)
+              f"Results so far: {md_path}", file=sys.stderr, flush=True)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the dying kernel's asyncio noise at exit is not news
         return 130
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"\nDone in {runner.format_seconds(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
