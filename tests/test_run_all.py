@@ -256,5 +256,5 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
     again = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out", str(tmp_path))
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = nbformat.read(executed, as_version=4)
-    assert rerun.metadata["papermill"]["exception"] is False and "status" not in rerun.metadata["papermill"]
+    assert not rerun.metadata["papermill"]["exception"] and "status" not in rerun.metadata["papermill"]
     assert not rerun.cells[0].source.startswith("**Interrupted**")
