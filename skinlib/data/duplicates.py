@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -232,8 +233,6 @@ def _write_atomic(target: Path, arrays: dict[str, np.ndarray]) -> None:
             np.savez(handle, **arrays)
         os.replace(temporary, target)
     except OSError as error:
-        import warnings
-
         warnings.warn(f"Cannot write the duplicate cache '{target}' ({error}); set SKINLIB_CACHE to a writable "
                       f"folder.", stacklevel=3)
     finally:
