@@ -58,7 +58,7 @@ def test_grouped_is_deterministic(meta, grouped):
 
 
 def test_unknown_protocol(meta):
-    with pytest.raises(ValueError, match="Unknown split protocol 'random'.*seed, grouped"):
+    with pytest.raises(ValueError, match="Unknown split protocol 'random'.*study, grouped"):
         split(meta, "random")
 
 

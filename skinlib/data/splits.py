@@ -2,7 +2,9 @@
 
 HAM10000 has 10,015 images of 7,470 lesions: many lesions were photographed several times. The study
 split *images* at random, so a test image often has a sibling photo of the same lesion in training.
-``protocol="grouped"`` keeps every lesion in exactly one part.
+``protocol="grouped"`` keeps every lesion in exactly one part; with ``duplicates=`` (pairs from
+:func:`skinlib.data.find_duplicates`) it also keeps near-identical images filed under different lesion ids
+in one part, by merging their lesions into one group.
 """
 
 from __future__ import annotations
@@ -38,16 +40,38 @@ class Split:
         lesions = set(getattr(self, other)["lesion_id"])
         return int(getattr(self, part)["lesion_id"].isin(lesions).sum())
 
-    def summary(self) -> pd.DataFrame:
+    def pairs_across(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The image pairs (e.g. from :func:`skinlib.data.find_duplicates`) whose two images lie in different
+        parts, with columns ``part_a`` and ``part_b`` added. Pairs with an image outside the split are ignored."""
+        _check_pairs(pairs)
+        part_of = pd.concat([pd.Series(name, index=frame["image_id"].to_numpy())
+                             for name, frame in self.parts().items()])
+        part_a = pairs["image_id_a"].map(part_of)
+        part_b = pairs["image_id_b"].map(part_of)
+        across = part_a.notna() & part_b.notna() & (part_a != part_b)
+        return pairs.loc[across].assign(part_a=part_a[across], part_b=part_b[across])
+
+    def duplicates_in(self, part: str, pairs: pd.DataFrame, other: str = "train") -> int:
+        """Number of images in ``part`` with a near-duplicate (a pair in ``pairs``) in ``other``."""
+        across = self.pairs_across(pairs)
+        forward = across.loc[(across["part_a"] == part) & (across["part_b"] == other), "image_id_a"]
+        backward = across.loc[(across["part_b"] == part) & (across["part_a"] == other), "image_id_b"]
+        return int(pd.concat([forward, backward]).nunique())
+
+    def summary(self, duplicates: pd.DataFrame | None = None) -> pd.DataFrame:
         """Images per class per part, totals, class shares, and images sharing a lesion with training.
 
-        Rows are the classes then ``total`` and ``shares lesion with train``; columns are the parts.
+        Rows are the classes then ``total`` and ``shares lesion with train`` (and, given ``duplicates``
+        pairs, ``near-duplicate in train``); columns are the parts.
         """
         counts = pd.DataFrame(
             {name: frame["dx"].value_counts().reindex(CLASSES, fill_value=0) for name, frame in self.parts().items()}
         )
         counts.loc["total"] = counts.sum()
         counts.loc["shares lesion with train"] = [0, self.shared_lesions("val"), self.shared_lesions("test")]
+        if duplicates is not None:
+            counts.loc["near-duplicate in train"] = [0, self.duplicates_in("val", duplicates),
+                                                     self.duplicates_in("test", duplicates)]
         counts.index.name = "dx"
         return counts.astype("int64")
 
@@ -66,7 +90,7 @@ class Split:
 
 
 def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size: float = 0.1,
-          test_size: float = 0.1) -> Split:
+          test_size: float = 0.1, duplicates: pd.DataFrame | None = None) -> Split:
     """Split metadata into train, validation and test.
 
     Args:
@@ -79,6 +103,9 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
         seed: random seed.
         val_size: validation share of what remains after the test part ("study") or of all ("grouped").
         test_size: test share of all images.
+        duplicates: ``"grouped"`` only: near-duplicate pairs (from :func:`skinlib.data.find_duplicates`)
+            to keep in one part; the lesions of each pair are merged into one group
+            (:func:`duplicate_groups`). None (default): groups are the lesion ids.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown split protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}.")
@@ -86,20 +113,58 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
     if missing:
         raise ValueError(f"split() needs the metadata columns {sorted(missing)}; use skinlib.data.load_metadata.")
     if protocol == "study":
+        if duplicates is not None:
+            raise ValueError("split(protocol='study') reproduces the study's image-level split and takes no "
+                             "duplicates; use protocol='grouped' to keep near-duplicates in one part.")
         rest, test = train_test_split(meta, test_size=test_size, random_state=seed)
         train, val = train_test_split(rest, test_size=val_size, random_state=seed + 1)
     else:
-        rest, test = _grouped_holdout(meta, test_size, seed)
-        train, val = _grouped_holdout(rest, val_size / (1.0 - test_size), seed + 1)
+        groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
+        rest, test = _grouped_holdout(meta, groups, test_size, seed)
+        train, val = _grouped_holdout(rest, groups, val_size / (1.0 - test_size), seed + 1)
     return Split(train=train, val=val, test=test, protocol=protocol, seed=seed)
 
 
-def _grouped_holdout(frame: pd.DataFrame, size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out about ``size`` of ``frame`` as whole lesions, stratified by class (one StratifiedGroupKFold fold)."""
+def _grouped_holdout(frame: pd.DataFrame, groups: pd.Series, size: float,
+                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out about ``size`` of ``frame`` as whole groups, stratified by class (one StratifiedGroupKFold fold).
+
+    ``groups`` labels the rows of the full metadata (same index); by default the lesion ids.
+    """
     n_splits = max(2, int(round(1.0 / size)))
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    keep, hold = next(folds.split(frame, frame["dx"], groups=frame["lesion_id"]))
+    keep, hold = next(folds.split(frame, frame["dx"], groups=groups.loc[frame.index].to_numpy()))
     return frame.iloc[np.sort(keep)], frame.iloc[np.sort(hold)]
+
+
+def _check_pairs(pairs: pd.DataFrame) -> None:
+    missing = [c for c in ("image_id_a", "image_id_b", "lesion_id_a", "lesion_id_b") if c not in pairs.columns]
+    if missing:
+        raise ValueError(f"duplicate pairs lack the column(s) {missing}; pass the table made by "
+                         f"skinlib.data.find_duplicates.")
+
+
+def duplicate_groups(meta: pd.DataFrame, pairs: pd.DataFrame) -> pd.Series:
+    """Each row's group: its lesion id, with the lesions of every pair in ``pairs`` merged (union-find).
+
+    A group is named by its smallest lesion id, so an unmerged lesion keeps its own id. Pairs whose
+    lesions are not both in ``meta`` are ignored. Returns a Series aligned with ``meta``.
+    """
+    _check_pairs(pairs)
+    parent = {lesion: lesion for lesion in meta["lesion_id"].unique()}
+
+    def root(lesion):
+        while parent[lesion] != lesion:
+            parent[lesion] = parent[parent[lesion]]
+            lesion = parent[lesion]
+        return lesion
+
+    for first, second in zip(pairs["lesion_id_a"], pairs["lesion_id_b"]):
+        if first in parent and second in parent:
+            a, b = root(first), root(second)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return meta["lesion_id"].map({lesion: root(lesion) for lesion in parent}).rename("group")
 
 
 def subset(meta: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
