@@ -57,6 +57,11 @@ class RunFolder:
         """``train.fit``'s out_dir: ``<out_dir>/training/<notebook>/``."""
         return self.out_dir / "training" / self.notebook
 
+    def save_figure(self, figure, name: str):
+        """Saves a matplotlib figure as :meth:`figure` ``(name)`` and returns it (so a notebook cell shows it)."""
+        figure.savefig(self.figure(name), dpi=110, bbox_inches="tight")
+        return figure
+
     def figure(self, name: str) -> Path:
         """A figure's file, its folder created: ``<out_dir>/figures/<notebook>/<name>.png``."""
         folder = self.out_dir / "figures" / self.notebook
@@ -154,12 +159,12 @@ def read_record(out_dir: str | Path, step: str) -> dict[str, Any]:
     return json.loads(run.record.read_text(encoding="utf-8"))
 
 
-SPLIT_KEYS = ("protocol", "seed", "val_size", "subset")
+SPLIT_KEYS = ("protocol", "seed", "val_size", "subset", "merged_duplicates")
 """The parameters that must agree for models to have been evaluated on the same images."""
 
 
 def shared_split(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The split settings (protocol, seed, val_size, subset) that every record's model was trained on; an error
+    """The split settings (:data:`SPLIT_KEYS`) that every record's model was trained on; an error
     naming the two notebooks and the setting when they differ."""
     if not records:
         raise ValueError("no records given: name at least two notebooks")
