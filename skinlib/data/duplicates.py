@@ -35,6 +35,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from skinlib.config import cache_dir as default_cache_dir
+from skinlib.data.images import file_stamps
 from skinlib.errors import DataError, ImageError
 
 GRID = 16  # cells per side of the embedded central square
@@ -149,13 +150,7 @@ def _cache_path(paths: list[str], k: int, folder: Path) -> Path:
     """The cache file for these image files (list, sizes, mtimes) and search settings."""
     settings = [CACHE_FORMAT, GRID, BLUR, list(ZOOMS), k, [os.path.abspath(p) for p in paths]]
     digest = hashlib.sha256(json.dumps(settings).encode())
-    for path in paths:
-        try:
-            info = os.stat(path)
-        except FileNotFoundError as error:
-            raise ImageError(f"Image file '{path}' does not exist. Re-run load_metadata on the current dataset, "
-                             f"or restore the file.") from error
-        digest.update(f"{info.st_size}:{info.st_mtime_ns};".encode())
+    digest.update(file_stamps(paths).encode())
     return folder / f"duplicates-n{len(paths)}-k{k}-{digest.hexdigest()[:20]}.npz"
 
 

@@ -74,6 +74,11 @@ def cache_file(paths: list[str], size: tuple[int, int], folder: Path) -> tuple[P
     """
     listing = json.dumps([CACHE_FORMAT, list(size), [os.path.abspath(p) for p in paths]]).encode()
     prefix = f"images-{size[0]}x{size[1]}-n{len(paths)}-{hashlib.sha256(listing).hexdigest()[:16]}"
+    return folder / f"{prefix}-{file_stamps(paths)[:16]}.npy", prefix
+
+
+def file_stamps(paths: list[str]) -> str:
+    """A SHA-256 hex digest of every file's size and modification time: it changes when any image is edited."""
     stats = hashlib.sha256()
     for path in paths:
         try:
@@ -82,7 +87,7 @@ def cache_file(paths: list[str], size: tuple[int, int], folder: Path) -> tuple[P
             raise ImageError(f"Image file '{path}' does not exist. Re-run load_metadata on the current "
                              f"dataset, or restore the file.") from error
         stats.update(f"{info.st_size}:{info.st_mtime_ns};".encode())
-    return folder / f"{prefix}-{stats.hexdigest()[:16]}.npy", prefix
+    return stats.hexdigest()
 
 
 def decode_into(out: np.ndarray, paths: list[str], size: tuple[int, int], workers: int, progress: bool,
