@@ -1,4 +1,6 @@
-"""The study's leak, measured directly: the same model scored on the whole test set and on its leak-free part.
+"""Leaks between the parts of a split: the study's leak measured directly, and near-duplicate photos across parts.
+
+:func:`gap` scores one model on the whole test set and on its leak-free part.
 
 Under the study's image-level split, 397 of its 1,002 test images have a photo of the same lesion in training. The
 605 others form a leak-free part of the same test set, so scoring one model on both separates what the leak is
@@ -6,14 +8,19 @@ worth from the luck of a different test sample (comparing with a grouped split m
 
     >>> leaked = leakage.shares_lesion(parts, "test")          # bool per test image
     >>> leakage.gap(y_test, proba_test, leaked, groups=parts.test["lesion_id"])
+
+The other functions show what ``skinlib.data.find_duplicates`` finds (notebook 01): the most similar pairs, the
+similarity of same-lesion against random pairs, and how many pairs each protocol leaves across parts.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from skinlib import bootstrap
+from skinlib.data import DUPLICATE_THRESHOLD, load_images, split
 
 ROWS = ("whole test set", "leak-free part", "leaked part", "gap: whole - leak-free")
 
@@ -64,3 +71,85 @@ def _scores(y, p, codes, seed, n_resamples, confidence_level) -> dict:
             metric, y, p, groups=codes, n_resamples=n_resamples, confidence_level=confidence_level,
             seed=seed) if len(y) >= 2 else (np.nan, np.nan)
     return row
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Near-duplicates that lesion_id misses
+# ---------------------------------------------------------------------------------------------------------
+
+def duplicate_pairs_figure(meta: pd.DataFrame, pairs: pd.DataFrame, n: int = 8, cross_lesion: bool = True,
+                           size: tuple[int, int] = (150, 200)) -> Figure:
+    """The ``n`` most similar pairs of :func:`skinlib.data.find_duplicates`, side by side with their similarity.
+
+    Args:
+        meta: metadata with the images of the pairs (``image_id`` and ``path``).
+        pairs: from :func:`skinlib.data.find_duplicates`, most similar first.
+        cross_lesion: show only pairs filed under different lesion ids (the leaks lesion_id misses).
+    """
+    shown = (pairs[~pairs["same_lesion"]] if cross_lesion else pairs).head(n)
+    rows = max(1, len(shown))
+    fig = Figure(figsize=(6.4, 2.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    if shown.empty:
+        axes[0, 0].text(0, 0.5, "no pair at this threshold", fontsize=12)
+        return fig
+    by_id = meta.set_index("image_id")
+    for row, pair in enumerate(shown.itertuples(index=False)):
+        ids = [pair.image_id_a, pair.image_id_b]
+        images = load_images(by_id.loc[ids].reset_index(), size=size, cache=False, progress=False)
+        lesions, classes = [pair.lesion_id_a, pair.lesion_id_b], [pair.dx_a, pair.dx_b]
+        for col, (image_id, lesion, dx) in enumerate(zip(ids, lesions, classes)):
+            axes[row, col].imshow(images[col])
+            axes[row, col].set_title(f"{image_id} · {lesion} · {dx}", fontsize=8)
+        axes[row, 0].text(1.02, 0.5, f"{pair.similarity:.3f}", transform=axes[row, 0].transAxes, fontsize=10,
+                          va="center", ha="left")
+    fig.suptitle(f"Most similar {'cross-lesion ' if cross_lesion else ''}pairs (similarity between the images)")
+    return fig
+
+
+def similarity_quantiles(reference: pd.DataFrame,
+                         quantiles=(0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)) -> pd.DataFrame:
+    """Quantiles, count and maximum of the similarity of same-lesion and random pairs (:func:`similarity_reference`)."""
+    grouped = reference.groupby("kind")["similarity"]
+    table = grouped.quantile(list(quantiles)).unstack()
+    table.columns = [f"q{q:g}" for q in quantiles]
+    table.insert(0, "pairs", grouped.size())
+    table["max"] = grouped.max()
+    return table
+
+
+def similarity_figure(reference: pd.DataFrame, threshold: float = DUPLICATE_THRESHOLD) -> Figure:
+    """Histograms of the similarity of same-lesion pairs and of random pairs, with the duplicate threshold."""
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    bins = np.linspace(0.0, 1.0, 51)
+    for kind, colour in (("random", "tab:blue"), ("same lesion", "tab:orange")):
+        values = reference.loc[reference["kind"] == kind, "similarity"]
+        ax.hist(values, bins=bins, density=True, alpha=0.55, color=colour, label=f"{kind} (n={len(values):,})")
+    ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set(title="Image similarity: pairs of one lesion vs random pairs of different lesions", xlabel="similarity",
+           ylabel="density", yscale="log")
+    ax.legend()
+    return fig
+
+
+def duplicate_leakage(meta: pd.DataFrame, pairs: pd.DataFrame, seed: int = 0, val_size: float = 0.1) -> pd.DataFrame:
+    """Near-duplicate pairs that span two parts under the study's split, the grouped one, and grouped with merging.
+
+    Columns: pairs across any two parts, across train and test, and of those the cross-lesion ones (which
+    only merging the duplicates removes).
+    """
+    splits = {"study": split(meta, "study", seed=seed, val_size=val_size),
+              "grouped": split(meta, "grouped", seed=seed, val_size=val_size),
+              "grouped, duplicates merged": split(meta, "grouped", seed=seed, val_size=val_size, duplicates=pairs)}
+    rows = {}
+    for name, parts in splits.items():
+        across = parts.pairs_across(pairs)
+        test = across[(across["part_a"] == "test") | (across["part_b"] == "test")]
+        train_test = test[(test["part_a"] == "train") | (test["part_b"] == "train")]
+        rows[name] = {"pairs": len(pairs), "pairs across parts": len(across),
+                      "across train and test": len(train_test),
+                      "cross-lesion, across train and test": int((~train_test["same_lesion"]).sum())}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("protocol")

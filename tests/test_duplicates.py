@@ -152,18 +152,18 @@ def test_real_data_known_pair_and_random_pairs(real_data):
     assert np.quantile(reference.loc[reference["kind"] == "random", "similarity"], 0.99) < 0.8
 
 
-def test_eda_section_helpers(with_copies, pairs):
+def test_notebook_01_section_helpers(with_copies, pairs):
     from matplotlib.figure import Figure
 
-    from skinlib import eda
+    from skinlib import leakage
 
-    figure = eda.duplicate_pairs_figure(with_copies, pairs, n=3)
+    figure = leakage.duplicate_pairs_figure(with_copies, pairs, n=3)
     assert isinstance(figure, Figure) and len(figure.axes) == 3 * 2
-    leakage = eda.duplicate_leakage(with_copies, pairs, seed=1)
-    assert list(leakage.index) == ["study", "grouped", "grouped, duplicates merged"]
-    assert leakage.loc["grouped, duplicates merged", "pairs across parts"] == 0
-    assert leakage.loc["study", "pairs across parts"] > 0  # 10 pairs of one photo among 74 images: some split
+    across = leakage.duplicate_leakage(with_copies, pairs, seed=1)
+    assert list(across.index) == ["study", "grouped", "grouped, duplicates merged"]
+    assert across.loc["grouped, duplicates merged", "pairs across parts"] == 0
+    assert across.loc["study", "pairs across parts"] > 0  # 10 pairs of one photo among 74 images: some split
     reference = similarity_reference(with_copies, n_random=200, progress=False)
-    table = eda.similarity_quantiles(reference)
+    table = leakage.similarity_quantiles(reference)
     assert table.loc["same lesion", "pairs"] == (reference["kind"] == "same lesion").sum()
-    assert isinstance(eda.similarity_figure(reference), Figure)
+    assert isinstance(leakage.similarity_figure(reference), Figure)
