@@ -477,6 +477,38 @@ def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: s
     return md_path, csv_path
 
 
+SEED_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_auc", "test_melanoma_sensitivity",
+                "test_accuracy_leak_free")
+
+
+def write_seed_summary(out_dir: Path, folders: Sequence[Path], seeds: Sequence[int],
+                       steps: Sequence[study.Step]) -> tuple[Path, Path]:
+    """``seeds.csv`` and ``seeds.md``: per notebook, the mean and standard deviation over the seeds' runs of the
+    headline test metrics (in percent), and how many seeds finished."""
+    tables = []
+    for seed, folder in zip(seeds, folders):
+        table = pd.read_csv(folder / "results.csv")
+        tables.append(table.assign(seed=seed)[table["status"] == "ok"])
+    runs = pd.concat(tables, ignore_index=True)
+    grouped = runs.groupby("notebook", sort=False)[list(SEED_METRICS)]
+    summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_sd"))
+    summary.insert(0, "seeds", runs.groupby("notebook", sort=False)["seed"].count())
+    csv_path = out_dir / "seeds.csv"
+    summary.to_csv(csv_path)
+    lines = [f"# Runs over seeds {', '.join(map(str, seeds))}", "",
+             "Mean ± standard deviation over the seeds (in percent; the seed sets the split, the augmentation and the "
+             "training). Per-seed results: " + ", ".join(f"`{f.name}/results.md`" for f in folders) + ".", "",
+             "| Notebook | Seeds | " + " | ".join(m.removeprefix("test_").replace("_", " ") for m in SEED_METRICS) + " |",
+             "|" + "---|" * (len(SEED_METRICS) + 2)]
+    for notebook, row in summary.iterrows():
+        cells = [f"{row[f'{m}_mean']:.1f} ± {row[f'{m}_sd']:.1f}" if not math.isnan(row[f"{m}_mean"]) else "—"
+                 for m in SEED_METRICS]
+        lines.append(f"| {notebook} | {int(row['seeds'])} | " + " | ".join(cells) + " |")
+    md_path = out_dir / "seeds.md"
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return md_path, csv_path
+
+
 # --------------------------------------------------------------------------------------------------------
 # The dataset check before a run
 # --------------------------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="set a notebook parameter (a Python literal or a string), for every notebook that "
                              "has it, or NN:NAME=VALUE for one notebook; repeatable")
+    parser.add_argument("--seeds", default=None, metavar="0,1,2",
+                        help="repeat the run once per random seed (split, augmentation, training) into <out>/seed<k>/, "
+                             "then write <out>/seeds.md and seeds.csv: mean and standard deviation per notebook")
     parser.add_argument("--keep-going", action="store_true", help="after a failing notebook, run the rest")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the console")
@@ -115,6 +118,34 @@ def main(argv=None) -> int:
     out_dir = (args.out or PROJECT / "outputs" / f"{args.profile}-{protocol}-{stamp}").expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
+    except ValueError:
+        print(f"run_all.py: --seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2", file=sys.stderr)
+        return 2
+    # The kernels inherit this environment: skinlib importable without installing it, and the Keras backend.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        runner.quiet_kernels(out_dir / "kernels.log")
+    folders, status = [], 0
+    for seed in seeds:
+        folder = out_dir if seed is None else out_dir / f"seed{seed}"
+        seeded = overrides if seed is None else {**overrides, None: {**overrides.get(None, {}), "seed": seed}}
+        status = run_once(args, steps, seeded, data_dir, images, protocol, folder)
+        folders.append(folder)
+        if status in (2, 130):
+            return status
+    if args.seeds:
+        md_path, _ = runner.write_seed_summary(out_dir, folders, seeds, steps)
+        print(f"Mean and standard deviation over seeds {args.seeds}: {md_path}", file=sys.stderr)
+    return status
+
+
+def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_dir: Path) -> int:
+    """Runs the notebooks once into ``out_dir``; the exit status (0 ok, 1 a notebook failed, 2 bad request,
+    130 interrupted)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     run_values = {"data_dir": str(data_dir), "images": images, "out_dir": str(out_dir)}
     if args.protocol:
         run_values["protocol"] = args.protocol
@@ -125,16 +156,9 @@ def main(argv=None) -> int:
     except runner.RunError as error:
         print(f"run_all.py: {error}", file=sys.stderr)
         return 2
-
-    # The kernels inherit this environment: skinlib importable without installing it, and the Keras backend.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     print(f"Running {len(steps)} notebook(s), profile {args.profile}, protocol {protocol}, Keras backend "
           f"{backend}, into {out_dir}", file=sys.stderr)
-
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        runner.quiet_kernels(out_dir / "kernels.log")
     started = time.perf_counter()
     outcomes = runner.run_notebooks(steps, parameters, out_dir, keep_going=args.keep_going,
                                     progress=not args.no_progress, log_output=args.log_output,

@@ -50,6 +50,7 @@ def build(
     weights: str | Path | None = "imagenet",
     preprocess: str | Preprocess = "backbone",
     mixed_precision: bool | str = False,
+    seed: int | None = None,
 ) -> keras.Model:
     """Builds a classifier: the backbone ``name`` with the study's head (global max pooling, dense 512 ReLU,
     dropout 0.5, dense 7 softmax; the baseline flattens instead of pooling).
@@ -63,12 +64,16 @@ def build(
         preprocess: "backbone" (the backbone's own ``preprocess_input``), a mode of
             ``skinlib.preprocessing.MODES`` (the study used "unit", x / 255), or a ``Preprocess`` layer.
         mixed_precision: ``True`` ("mixed_float16") or a policy name ("mixed_bfloat16"); the output stays float32.
+        seed: seeds Python, NumPy and the backend first (``keras.utils.set_random_seed``), so that the random
+            initial weights, and so the run, repeat; None leaves the random state as it is.
 
     Returns:
         A ``keras.Model`` named ``name``: raw pixels in, 7 softmax probabilities (float32) out, all layers
         trainable (call :func:`set_trainable` for a stage).
     """
     spec = backbones.get(name)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     input_shape = _check_input_shape(spec, input_shape)
     preprocess_layer = _preprocess_layer(spec, preprocess)
     weights_file = _check_weights(spec, weights)

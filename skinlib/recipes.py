@@ -21,7 +21,7 @@ import keras
 
 from skinlib.errors import SkinlibError
 
-MONITORS = {"val_accuracy": "max", "val_loss": "min"}
+MONITORS = {"val_accuracy": "max", "val_loss": "min", "val_balanced_accuracy": "max"}
 
 
 class RecipeError(SkinlibError, ValueError):
@@ -111,19 +111,20 @@ actions, its plateaus on validation accuracy, the last epoch's weights, no class
 CORRECTED = Recipe(
     name="corrected",
     optimizer="adamw",
-    weight_decay=1e-4,
+    weight_decay=0.05,  # Keras multiplies it by the learning rate: 5e-5 per step at 1e-3, a real regulariser
     head_learning_rate=1e-3,
     preprocess="backbone",
     standardize_on=("train",),
     augment="corrected",
     bn="frozen",
-    monitor="val_loss",
+    monitor="val_balanced_accuracy",
     restore_best=True,
     early_stopping=8,
-    balance=None,
+    balance="sampling",
 )
-"""The backbone's own preprocessing, flips and 90-degree turns, BatchNorm frozen, AdamW, best validation
-weights and early stopping."""
+"""The backbone's own preprocessing, flips and 90-degree turns of square inputs, BatchNorm frozen, AdamW with weight
+decay, batches drawn with equal class odds, and the epoch of best validation balanced accuracy (with early stopping
+on it): HAM10000 is two-thirds nevi, and the field's metric is balanced accuracy."""
 
 RECIPES = MappingProxyType({r.name: r for r in (STUDY, CORRECTED)})
 

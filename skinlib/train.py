@@ -14,7 +14,8 @@
                         history=history)
 
 ``fit`` trains ``model`` in place and returns the merged history (one row per epoch of every stage so far:
-``epoch, stage, layers, stage_epoch, loss, accuracy, val_loss, val_accuracy, lr``). Augmentation runs as Keras
+``epoch, stage, layers, stage_epoch, loss, accuracy, balanced_accuracy, val_loss, val_accuracy,
+val_balanced_accuracy, lr``). Augmentation runs as Keras
 layers in a training-only wrapper, so ``model`` stays the inference model. Under ``out_dir/stage<k>_<layers>/``
 each stage keeps ``history.csv`` (``CSVLogger``), ``best.weights.h5`` and ``last.weights.h5`` of the inference
 model (``ModelCheckpoint``) with ``preprocess.json`` beside them (so ``models.build(name, weights=...)`` rebuilds
@@ -40,7 +41,8 @@ from skinlib import CLASSES, models, recipes
 from skinlib.errors import SkinlibError
 from skinlib.recipes import Recipe
 
-HISTORY_COLUMNS = ("epoch", "stage", "layers", "stage_epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+HISTORY_COLUMNS = ("epoch", "stage", "layers", "stage_epoch", "loss", "accuracy", "balanced_accuracy", "val_loss",
+                   "val_accuracy", "val_balanced_accuracy", "lr")
 NUM_CLASSES = len(CLASSES)
 DONE = "final.weights.h5"  # a finished stage's weights (its best or last, as the recipe says)
 
@@ -117,6 +119,36 @@ def balanced_class_weight(y) -> dict[int, float]:
 
     present = np.unique(y)
     return {int(c): float(w) for c, w in zip(present, compute_class_weight("balanced", classes=present, y=y))}
+
+
+@keras.saving.register_keras_serializable(package="skinlib")
+class BalancedAccuracy(keras.metrics.Metric):
+    """Mean per-class recall (the ISIC 2018 metric) over the classes present, from one-hot labels and
+    probabilities, accumulated over batches: ``val_balanced_accuracy`` for plateaus, checkpoints and early stopping."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, name: str = "balanced_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.hits = self.add_variable(shape=(num_classes,), initializer="zeros", name="hits")
+        self.counts = self.add_variable(shape=(num_classes,), initializer="zeros", name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = keras.ops.cast(y_true, "float32")
+        called = keras.ops.one_hot(keras.ops.argmax(y_pred, axis=-1), self.num_classes)
+        self.hits.assign_add(keras.ops.sum(truth * called, axis=0))
+        self.counts.assign_add(keras.ops.sum(truth, axis=0))
+
+    def result(self):
+        present = keras.ops.cast(self.counts > 0, "float32")
+        recall = self.hits / keras.ops.maximum(self.counts, 1.0)
+        return keras.ops.sum(recall * present) / keras.ops.maximum(keras.ops.sum(present), 1.0)
+
+    def reset_state(self):
+        self.hits.assign(keras.ops.zeros((self.num_classes,)))
+        self.counts.assign(keras.ops.zeros((self.num_classes,)))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 class _LogLearningRate(keras.callbacks.Callback):
@@ -247,7 +279,7 @@ def _training_model(model, augmentation, stage, recipe: Recipe, run_eagerly: boo
         training_model = keras.Model(inputs, model(augmented), name=f"{model.name}_training")
         training_model.compile(optimizer=recipe.make_optimizer(stage),
                                loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-                               metrics=["accuracy"], run_eagerly=run_eagerly)
+                               metrics=["accuracy", BalancedAccuracy()], run_eagerly=run_eagerly)
     _WRAPPERS[model] = (training_model, augmentation)
     return training_model
 
