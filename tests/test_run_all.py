@@ -258,3 +258,35 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
     rerun = nbformat.read(executed, as_version=4)
     assert not rerun.metadata["papermill"]["exception"] and "status" not in rerun.metadata["papermill"]
     assert not rerun.cells[0].source.startswith("**Interrupted**")
+
+
+def test_seed_summary_gives_mean_and_sd(tmp_path):
+    folders = []
+    for seed, accuracy in ((0, 0.70), (1, 0.80)):
+        folder = tmp_path / f"seed{seed}"
+        for step in study.STEPS[1:3]:
+            path = folder / "results" / f"{step.notebook}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(fake_result(step, accuracy)))
+        runner.write_results(folder, [runner.Outcome(s.notebook, "ok", 1.0) for s in study.STEPS[1:3]],
+                             profile_name="full", settings={}, wall_seconds=1, steps=study.STEPS[1:3])
+        folders.append(folder)
+    md_path, csv_path = runner.write_seed_summary(tmp_path, folders, [0, 1], study.STEPS[1:3])
+    table = pd.read_csv(csv_path).set_index("notebook")
+    assert table.loc["02_baseline_cnn", "test_accuracy_mean"] == pytest.approx(75.0)
+    assert table.loc["02_baseline_cnn", "test_accuracy_sd"] == pytest.approx(7.0711, abs=1e-3)
+    assert table.loc["02_baseline_cnn", "seeds"] == 2
+    assert "| 02_baseline_cnn | 2 | 75.0 ± 7.1 |" in md_path.read_text()
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_record(synthetic_data, tmp_path):
+    """Notebook 02's smoke run twice: identical records but for the clock."""
+    records = []
+    for name in ("first", "second"):
+        result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out",
+                         str(tmp_path / name))
+        assert result.returncode == 0, result.stderr[-3000:]
+        record = json.loads((tmp_path / name / "results" / "02_baseline_cnn.json").read_text())
+        records.append({k: v for k, v in record.items() if k not in ("started", "finished")})
+    assert records[0] == records[1]

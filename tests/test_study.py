@@ -126,3 +126,18 @@ def test_the_study_test_set_has_605_leak_free_images(real_data):
     assert len(leaked) == 1002 and int((~leaked).sum()) == 605
     grouped = data.split(meta, protocol="grouped", seed=0)
     assert not leakage.shares_lesion(grouped, "test").any()
+
+
+def test_notebooks_find_the_data_as_run_all_does(tmp_path, monkeypatch):
+    (tmp_path / "ham" / "images_200x150").mkdir(parents=True)
+    monkeypatch.setenv("SKINLIB_DATA", str(tmp_path / "ham"))
+    assert data.locate(None) == (tmp_path / "ham", "images_200x150")  # $SKINLIB_DATA, then an images* folder
+    (tmp_path / "ham" / "HAM10000_images_part_1").mkdir()
+    assert data.locate(None) == (tmp_path / "ham", None)  # the official layout wins
+    assert data.locate(tmp_path / "ham", "mine") == (tmp_path / "ham", "mine")
+    monkeypatch.delenv("SKINLIB_DATA")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "ham10000").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # a notebook's working folder: ../data/ham10000
+    assert data.locate(None)[0] == Path("..") / "data" / "ham10000"

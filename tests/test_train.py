@@ -274,3 +274,17 @@ def test_jax_backend_builds_and_trains_the_baseline():
     """
     result = _run_python(code, {"KERAS_BACKEND": "jax"})
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_balanced_accuracy_metric_equals_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 200)  # classes 5 and 6 absent, as in a small validation set
+    proba = rng.dirichlet(np.ones(7), 200)
+    metric = train.BalancedAccuracy()
+    for start in range(0, 200, 64):  # accumulated over batches, as Keras evaluates
+        metric.update_state(keras.utils.to_categorical(y[start:start + 64], 7), proba[start:start + 64])
+    assert float(metric.result()) == pytest.approx(balanced_accuracy_score(y, proba.argmax(axis=1)), abs=1e-6)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
