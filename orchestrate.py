@@ -477,6 +477,24 @@ def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: s
     return md_path, csv_path
 
 
+def cpu_warning(steps: Sequence[study.Step], profile_name: str) -> str | None:
+    """A warning before a full-size run on a machine without an NVIDIA GPU: how much training it asks for, and
+    the quicker alternatives. None when there is a GPU or nothing heavy to run."""
+    import shutil
+
+    if profile_name != "full" or shutil.which("nvidia-smi") or Path("/dev/nvidia0").exists():
+        return None
+    heavy = [(step, sum(stage.epochs for stage in step.stages)) for step in steps if step.model]
+    if not heavy:
+        return None
+    listing = ", ".join(f"{step.number} ({epochs} epochs at {step.image_size[0]}x{step.image_size[1]})"
+                        for step, epochs in heavy)
+    return (f"No NVIDIA GPU found: the full profile trains at the study's size on the CPU: {listing}, each epoch "
+            "over about 8,000 images. On 2 CPU cores notebook 02 (the small baseline) takes minutes per 10 epochs; "
+            "the ImageNet backbones need roughly 300 to 1,000 times its multiply-adds per image. For a quick check use `make run "
+            "PROFILE=smoke` (about 7 minutes) or `--only 02`.")
+
+
 SEED_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_auc", "test_melanoma_sensitivity",
                 "test_accuracy_leak_free")
 

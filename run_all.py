@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         runner.quiet_kernels(out_dir / "kernels.log")
+    warning = runner.cpu_warning(steps, args.profile)
+    if warning:
+        print(warning, file=sys.stderr)
     folders, status = [], 0
     for seed in seeds:
         folder = out_dir if seed is None else out_dir / f"seed{seed}"
