@@ -290,3 +290,16 @@ def test_the_same_seed_gives_the_same_record(synthetic_data, tmp_path):
         record = json.loads((tmp_path / name / "results" / "02_baseline_cnn.json").read_text())
         records.append({k: v for k, v in record.items() if k not in ("started", "finished")})
     assert records[0] == records[1]
+
+
+def test_a_full_run_without_a_gpu_says_what_it_asks_for(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(runner.Path, "exists", lambda self: False)
+    text = runner.cpu_warning(runner.select("02,08"), "full")
+    assert "No NVIDIA GPU found" in text and "08 (23 epochs at 192x256)" in text and "PROFILE=smoke" in text
+    assert runner.cpu_warning(runner.select("02"), "smoke") is None
+    assert runner.cpu_warning(runner.select("01,09"), "full") is None  # nothing trains
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    assert runner.cpu_warning(runner.select("02"), "full") is None
