@@ -170,7 +170,7 @@ def test_continued_stage_keeps_the_optimizer_state():
 def test_corrected_recipe_ends_with_the_best_weights(tmp_path):
     data = _learnable()
     model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
-    recipe = recipes.get("corrected").replace(balance="sampling", label_smoothing=0.1)
+    recipe = recipes.get("corrected").replace(restore_best=True, early_stopping=2, label_smoothing=0.1)
     history = train.fit(model, data, recipe, _stage(epochs=3), batch_size=8, out_dir=tmp_path, verbose="tqdm")
     best = models.build("baseline", (16, 16, 3), weights=tmp_path / "stage1_all" / "best.weights.h5",
                         preprocess="unit")
