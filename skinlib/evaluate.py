@@ -34,6 +34,7 @@ from sklearn import metrics
 from skinlib import CLASSES, bootstrap
 from skinlib.bootstrap import bootstrap_interval  # the one bootstrap, also available here
 from skinlib.calibration import DEFAULT_BINS, check_labels, check_proba, expected_calibration_error
+from skinlib.outputs import jsonable
 
 MELANOMA = "mel"
 IMAGE_INTERVALS_NOTE = ("intervals resample images: no lesion ids (groups) were given, e.g. for an external "
@@ -258,7 +259,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (NaN becomes None)."""
-        return _nan_to_none({
+        return jsonable({
             "n": self.n,
             "n_groups": self.n_groups,
             "interval_unit": self.interval_unit,
@@ -304,18 +305,6 @@ class Report:
         if not text.lstrip().startswith("{"):
             text = Path(path_or_text).read_text(encoding="utf-8")
         return cls.from_dict(json.loads(text))
-
-
-def _nan_to_none(value):
-    if isinstance(value, dict):
-        return {str(k): _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
 
 
 def report(y_true, proba, *, groups=None, unit: str = "lesion", classes: Sequence[str] = CLASSES,
