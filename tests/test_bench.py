@@ -93,3 +93,27 @@ def test_gpu_dry_run_on_cpu():
     rows = table_rows(output)
     assert rows[0][0].startswith("baseline 32x32")
     assert "compile" in output and "Targets (dry run" in output
+
+
+@pytest.mark.slow
+def test_recipe_variants_dry_run(real_data, tmp_path):
+    output = run_script("bench/recipe_variants.py", "--dry-run", "--seeds", "0", "--data", str(real_data),
+                        "--out", str(tmp_path), "--variants", "corrected",
+                        "corrected:weight_decay=1e-4;augment=d4;patience=6;ema=0.99")
+    rows = {row[0]: row for row in table_rows(output)}
+    assert set(rows) == {"corrected", "corrected:weight_decay=1e-4;augment=d4;patience=6;ema=0.99"}
+    assert all(0.0 <= float(cell.split(" ± ")[0]) <= 1.0 for row in rows.values() for cell in row[2:])
+    assert len((tmp_path / "runs.csv").read_text().splitlines()) == 3  # a header and one line per run
+
+
+def test_recipe_variant_changes_are_applied():
+    import recipe_variants
+    from skinlib import study
+
+    stage, = study.stages("02")
+    recipe, spec, changed, callbacks = recipe_variants.parse_variant(
+        "corrected:weight_decay=1e-4;monitor=val_loss;balance=none;augment=d4;patience=6;ema=0.99", stage)
+    assert (recipe.weight_decay, recipe.monitor, recipe.balance, spec) == (1e-4, "val_loss", None, "d4")
+    assert changed.plateau.patience == 6 and changed.plateau.factor == stage.plateau.factor
+    assert recipe.make_optimizer(stage).use_ema and len(callbacks) == 1
+    assert recipe_variants.parse_variant("study:plateau=none", stage)[2].plateau is None
