@@ -19,8 +19,9 @@ val_balanced_accuracy, lr``). Augmentation runs as Keras
 layers in a training-only wrapper, so ``model`` stays the inference model. Under ``out_dir/stage<k>_<layers>/``
 each stage keeps ``history.csv`` (``CSVLogger``), ``best.weights.h5`` and ``last.weights.h5`` of the inference
 model (``ModelCheckpoint``) with ``preprocess.json`` beside them (so ``models.build(name, weights=...)`` rebuilds
-a model that predicts), and ``backup/`` (``BackupAndRestore``) while it runs: ``fit(..., resume=True)`` after an
-interruption skips finished stages and continues the running one from its last finished epoch.
+a model that predicts), ``optimizer.npz`` (the optimizer's state at the end, for a next stage that continues it)
+and ``backup/`` (``BackupAndRestore``) while it runs: ``fit(..., resume=True)`` after an interruption skips
+finished stages and continues the running one from its last finished epoch, with the optimizer state it had.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import contextlib
 import math
 import shutil
 import tempfile
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ HISTORY_COLUMNS = ("epoch", "stage", "layers", "stage_epoch", "loss", "accuracy"
                    "val_accuracy", "val_balanced_accuracy", "lr")
 NUM_CLASSES = len(CLASSES)
 DONE = "final.weights.h5"  # a finished stage's weights (its best or last, as the recipe says)
+OPTIMIZER_STATE = "optimizer.npz"  # a finished stage's optimizer variables, for a next stage that continues it
 
 _WRAPPERS: "weakref.WeakKeyDictionary[keras.Model, tuple]" = weakref.WeakKeyDictionary()
 
@@ -246,7 +249,8 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         models.save_preprocess(model, folder)
 
         keras.utils.set_random_seed(seed)
-        training_model = _training_model(model, augmentation, stage, recipe, run_eagerly, strategy)
+        earlier = _stage_folder(out_dir, history, number - 1) if stage.continues else None
+        training_model = _training_model(model, augmentation, stage, recipe, run_eagerly, strategy, earlier)
         stage_callbacks = [_LogLearningRate(),
                            keras.callbacks.BackupAndRestore(str(folder / "backup")),
                            _InferenceCheckpoint(model, folder / "last.weights.h5"),
@@ -262,13 +266,25 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
                            verbose=0 if verbose == "tqdm" else verbose)
         if recipe.restore_best and (folder / "best.weights.h5").is_file():
             model.load_weights(folder / "best.weights.h5")
+        if out_dir is not None:
+            state: dict = {}
+            training_model.optimizer.save_own_variables(state)
+            np.savez(folder / OPTIMIZER_STATE, **{key: np.asarray(value) for key, value in state.items()})
         model.save_weights(folder / DONE)
         return _merge(history, _read_csv(folder / "history.csv"), number, stage.layers)
 
 
-def _training_model(model, augmentation, stage, recipe: Recipe, run_eagerly: bool, strategy) -> keras.Model:
+def _stage_folder(out_dir, history: pd.DataFrame, number: int) -> Path | None:
+    """The folder of stage ``number`` of ``history`` under ``out_dir``, if both are known."""
+    rows = history[history["stage"] == number]
+    return Path(out_dir) / f"stage{number}_{rows['layers'].iloc[0]}" if out_dir is not None and len(rows) else None
+
+
+def _training_model(model, augmentation, stage, recipe: Recipe, run_eagerly: bool, strategy,
+                    earlier: Path | None = None) -> keras.Model:
     """``augmentation`` then ``model``, compiled with a fresh optimizer, or the previous stage's when the stage
-    continues it (same wrapper, same optimizer state)."""
+    continues it: the same wrapper and optimizer in this process, else the state saved in ``earlier`` (a resumed
+    run in a new process)."""
     previous = _WRAPPERS.get(model)
     if stage.continues and previous is not None and previous[1] is augmentation:
         return previous[0]
@@ -280,8 +296,30 @@ def _training_model(model, augmentation, stage, recipe: Recipe, run_eagerly: boo
         training_model.compile(optimizer=recipe.make_optimizer(stage),
                                loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
                                metrics=["accuracy", BalancedAccuracy()], run_eagerly=run_eagerly)
+        if stage.continues:
+            _restore_optimizer(training_model, earlier)
     _WRAPPERS[model] = (training_model, augmentation)
     return training_model
+
+
+def _restore_optimizer(training_model: keras.Model, earlier: Path | None) -> None:
+    """Loads the previous stage's optimizer state (steps, learning rate, moments) into a fresh wrapper."""
+    path = earlier / OPTIMIZER_STATE if earlier is not None else None
+    if path is None or not path.is_file():
+        warnings.warn(
+            f"this stage continues the previous stage's optimizer, but it is not in this process and "
+            f"{'no out_dir was given' if path is None else f'{path} is missing'}: it starts a fresh optimizer "
+            "(run the previous stage first in the same process, or resume with the same out_dir)", stacklevel=4)
+        return
+    optimizer = training_model.optimizer
+    optimizer.build(training_model.trainable_variables)
+    with np.load(path) as saved:
+        state = {key: saved[key] for key in saved.files}
+    if len(state) != len(optimizer.variables):
+        raise TrainError(f"{path} holds {len(state)} optimizer variables, but this stage's optimizer has "
+                         f"{len(optimizer.variables)}: the continued stage must train the same layers "
+                         "(no models.set_trainable call between the two stages)")
+    optimizer.load_own_variables(state)
 
 
 def _schedule_callbacks(stage, recipe: Recipe) -> list:

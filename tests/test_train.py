@@ -288,3 +288,50 @@ def test_balanced_accuracy_metric_equals_scikit_learn():
     assert float(metric.result()) == pytest.approx(balanced_accuracy_score(y, proba.argmax(axis=1)), abs=1e-6)
     metric.reset_state()
     assert float(metric.result()) == 0.0
+
+
+class _SetRate(keras.callbacks.Callback):
+    """Stands for a plateau that lowered the learning rate by the end of a stage."""
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def on_train_end(self, logs=None):
+        self.model.optimizer.learning_rate = self.rate
+
+
+class _OptimizerAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        self.iterations = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        self.rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def test_a_continued_stage_resumed_in_a_new_process_keeps_the_optimizer_state(tmp_path):
+    data = _learnable()
+    model = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
+    train.fit(model, data, "study", _stage(epochs=1), batch_size=8, out_dir=tmp_path, verbose=0,
+              callbacks=[_SetRate(2.5e-4)])
+    steps = int(keras.ops.convert_to_numpy(train._WRAPPERS[model][0].optimizer.iterations))
+    moments = [np.array(v) for v in train._WRAPPERS[model][0].optimizer.variables[2:]]
+
+    keras.backend.clear_session()  # a new process: stage 1 is skipped on resume, stage 2 continues its optimizer
+    fresh = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
+    history = train.fit(fresh, data, "study", _stage(epochs=1), batch_size=8, out_dir=tmp_path, verbose=0,
+                        resume=True)
+    seen = _OptimizerAtStart()
+    train.fit(fresh, data, "study", _stage(epochs=1, continues=True), batch_size=8, out_dir=tmp_path,
+              history=history, verbose=0, resume=True, callbacks=[seen])
+    assert (seen.iterations, seen.rate) == (steps, pytest.approx(2.5e-4))
+    restored = train._WRAPPERS[fresh][0].optimizer
+    assert int(keras.ops.convert_to_numpy(restored.iterations)) == 2 * steps
+    assert len(restored.variables) == len(moments) + 2
+
+    keras.backend.clear_session()  # another out_dir, without the saved state: a warning and a fresh optimizer
+    alone = models.build("baseline", input_shape=(16, 16, 3), weights=None, preprocess="unit")
+    seen = _OptimizerAtStart()
+    with pytest.warns(UserWarning, match="optimizer.npz is missing: it starts a fresh optimizer"):
+        train.fit(alone, data, "study", _stage(epochs=1, continues=True), batch_size=8, out_dir=tmp_path / "other",
+                  history=history, verbose=0, callbacks=[seen])
+    assert seen.iterations == 0
