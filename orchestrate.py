@@ -467,7 +467,8 @@ def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: s
         f"{sum(o.status == 'ok' for o in outcomes)} ok, {len(failed)} failed", "",
         "Accuracies in percent; \"study\" columns are the study's reported numbers (its README), \"run\" columns "
         "this run's. Intervals are 95 % bootstrap intervals on the test set, resampling lesions. \"Leak-free part\": "
-        "the test images whose lesion has no photo in training (all of them under the grouped protocol).", "",
+        "the test images whose lesion has no photo in training (all of them under the grouped and study_deleaked "
+        "protocols).", "",
         markdown_table(table), "",
     ]
     if outcomes:

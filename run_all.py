@@ -37,9 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="full: each notebook's defaults (the study's settings); smoke: every notebook end to end "
                              "on a small subset, small images, one epoch per stage, random weights, eager "
                              "(default: %(default)s)")
-    parser.add_argument("--protocol", choices=("study", "grouped"), default=None,
-                        help="split: the study's image-level split ('study'), or 'grouped' by lesion (default: the "
-                             "notebooks' own, 'study')")
+    parser.add_argument("--protocol", choices=("study", "grouped", "study_deleaked"), default=None,
+                        help="split: the study's image-level split ('study'), 'grouped' by lesion, or the study's "
+                             "test set with its lesions removed from train and val ('study_deleaked': the same test "
+                             "images without the leak) (default: the notebooks' own, 'study')")
     parser.add_argument("--data", type=Path, default=None,
                         help="HAM10000 folder (default: $SKINLIB_DATA, else data/ham10000)")
     parser.add_argument("--images", default=None,

@@ -74,3 +74,21 @@ def test_subset_is_stratified_and_keeps_every_class(meta):
 def test_grouped_split_of_synthetic_data(synthetic_data):
     parts = split(load_metadata(synthetic_data), "grouped", seed=0)
     assert parts.shared_lesions("test") == 0 and parts.shared_lesions("val") == 0
+
+
+def test_study_deleaked_keeps_the_study_test_set_and_drops_its_lesions_from_training(meta):
+    from skinlib.data import find_duplicates
+
+    study = split(meta, "study", val_size=0.1)
+    deleaked = split(meta, "study_deleaked", val_size=0.1)
+    assert list(deleaked.test["image_id"]) == list(study.test["image_id"])
+    assert (len(deleaked.train), len(deleaked.val)) == (8111 - 498, 902 - 76)
+    assert set(deleaked.train["image_id"]) <= set(study.train["image_id"])
+    assert set(deleaked.val["image_id"]) <= set(study.val["image_id"])
+    assert deleaked.summary().loc["shares lesion with train", "test"] == 0
+    assert deleaked.shared_lesions("test", "val") == 0
+    pairs = find_duplicates(meta)
+    assert len(study.pairs_across(pairs).query("part_a == 'test' or part_b == 'test'")) == 40
+    without = split(meta, "study_deleaked", val_size=0.1, duplicates=pairs)
+    assert len(without.pairs_across(pairs).query("part_a == 'test' or part_b == 'test'")) == 0
+    assert (len(without.train), len(without.val)) == (7608, 824)

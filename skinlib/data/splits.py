@@ -4,7 +4,10 @@ HAM10000 has 10,015 images of 7,470 lesions: many lesions were photographed seve
 split *images* at random, so a test image often has a sibling photo of the same lesion in training.
 ``protocol="grouped"`` keeps every lesion in exactly one part; with ``duplicates=`` (pairs from
 :func:`skinlib.data.find_duplicates`) it also keeps near-identical images filed under different lesion ids
-in one part, by merging their lesions into one group.
+in one part, by merging their lesions into one group. ``protocol="study_deleaked"`` keeps the study's test set
+and removes from training and validation every image of a test lesion (and, given ``duplicates``, every
+near-duplicate of a test image): the same test images scored with and without the leak, which is what the leak
+is worth for one model.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from skinlib.classes import CLASSES
 
-PROTOCOLS = ("study", "grouped")
+PROTOCOLS = ("study", "grouped", "study_deleaked")
 PARTS = ("train", "val", "test")
 
 
@@ -99,13 +102,15 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
             random_state=seed)`` on all rows, then ``train_test_split(test_size=val_size,
             random_state=seed + 1)`` on the rest (the study used seed 0; its baseline used val_size 0.2).
             Images of one lesion land in different parts. ``"grouped"`` is leakage-free: no lesion in two
-            parts, stratified by ``dx``, deterministic for a seed.
+            parts, stratified by ``dx``, deterministic for a seed. ``"study_deleaked"``: the study's split with
+            the images of its test lesions removed from train and validation (574 of their 9,013 images at seed 0).
         seed: random seed.
         val_size: validation share of what remains after the test part ("study") or of all ("grouped").
         test_size: test share of all images.
-        duplicates: ``"grouped"`` only: near-duplicate pairs (from :func:`skinlib.data.find_duplicates`)
-            to keep in one part; the lesions of each pair are merged into one group
-            (:func:`duplicate_groups`). None (default): groups are the lesion ids.
+        duplicates: near-duplicate pairs (from :func:`skinlib.data.find_duplicates`). ``"grouped"``: kept in
+            one part (the lesions of each pair are merged into one group, :func:`duplicate_groups`);
+            ``"study_deleaked"``: those of test images are removed from train and validation too. None (default):
+            groups are the lesion ids.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown split protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}.")
@@ -118,6 +123,12 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
                              "duplicates; use protocol='grouped' to keep near-duplicates in one part.")
         rest, test = train_test_split(meta, test_size=test_size, random_state=seed)
         train, val = train_test_split(rest, test_size=val_size, random_state=seed + 1)
+    elif protocol == "study_deleaked":
+        study = split(meta, "study", seed=seed, val_size=val_size, test_size=test_size)
+        groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
+        tested = set(groups.loc[study.test.index])
+        kept = [frame[~groups.loc[frame.index].isin(tested)] for frame in (study.train, study.val)]
+        train, val, test = kept[0], kept[1], study.test
     else:
         groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
         rest, test = _grouped_holdout(meta, groups, test_size, seed)
