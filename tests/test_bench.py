@@ -117,3 +117,28 @@ def test_recipe_variant_changes_are_applied():
     assert changed.plateau.patience == 6 and changed.plateau.factor == stage.plateau.factor
     assert recipe.make_optimizer(stage).use_ema and len(callbacks) == 1
     assert recipe_variants.parse_variant("study:plateau=none", stage)[2].plateau is None
+
+
+def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data, tmp_path):
+    import json
+
+    import keras
+
+    from skinlib import export, models
+
+    for protocol in ("study", "study_deleaked"):
+        for seed in (0, 1):
+            folder = tmp_path / protocol / f"seed{seed}"
+            (folder / "results").mkdir(parents=True)
+            (folder / "models").mkdir()
+            parameters = {"protocol": protocol, "seed": seed, "val_size": 0.2, "subset": None, "image_size": [16, 16]}
+            (folder / "results" / "02_baseline_cnn.json").write_text(json.dumps({"parameters": parameters}))
+            keras.utils.set_random_seed(seed + len(protocol))
+            model = models.build("baseline", (16, 16, 3), weights=None, preprocess="unit")
+            export.export(model, folder / "models" / "02_baseline_cnn.keras", image_size=(16, 16))
+    output = run_script("bench/leak_worth.py", str(tmp_path / "study"), str(tmp_path / "study_deleaked"),
+                        "--data", str(synthetic_data))
+    assert output.count("test images") == 2 and "balanced_accuracy_gain: " in output
+    mixed = subprocess.run([sys.executable, "bench/leak_worth.py", str(tmp_path / "study"), str(tmp_path / "study"),
+                            "--data", str(synthetic_data)], cwd=PROJECT, capture_output=True, text=True)
+    assert mixed.returncode != 0 and "expected the protocols study and study_deleaked" in mixed.stderr
