@@ -3,11 +3,16 @@
 :func:`gap` scores one model on the whole test set and on its leak-free part.
 
 Under the study's image-level split, 397 of its 1,002 test images have a photo of the same lesion in training. The
-605 others form a leak-free part of the same test set, so scoring one model on both separates what the leak is
-worth from the luck of a different test sample (comparing with a grouped split mixes the two)::
+605 others form a leak-free part of the same test set::
 
     >>> leaked = leakage.shares_lesion(parts, "test")          # bool per test image
     >>> leakage.gap(y_test, proba_test, leaked, groups=parts.test["lesion_id"])
+
+The two parts differ in class mix: lesions photographed several times are less often nevi (54 % of the leaked part,
+77 % of the leak-free part at seed 0), so their accuracies differ for that reason too; balanced accuracy, a mean
+over classes, is the fairer comparison. What the leak is worth to a model is measured by training it again without
+the test lesions, ``split(..., protocol="study_deleaked")``, and scoring both on the same test images
+(``bench/leak_worth.py``).
 
 The other functions show what ``skinlib.data.find_duplicates`` finds (notebook 01): the most similar pairs, the
 similarity of same-lesion against random pairs, and how many pairs each protocol leaves across parts.

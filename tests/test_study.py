@@ -124,6 +124,8 @@ def test_the_study_test_set_has_605_leak_free_images(real_data):
     parts = data.split(meta, protocol="study", seed=0, val_size=0.1)
     leaked = leakage.shares_lesion(parts, "test")
     assert len(leaked) == 1002 and int((~leaked).sum()) == 605
+    nevi = (parts.test["dx"] == "nv").to_numpy()
+    assert round(nevi[leaked].mean(), 2) == 0.54 and round(nevi[~leaked].mean(), 2) == 0.77  # leakage.py's class mix
     grouped = data.split(meta, protocol="grouped", seed=0)
     assert not leakage.shares_lesion(grouped, "test").any()
 
