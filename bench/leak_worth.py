@@ -28,8 +28,8 @@ from skinlib import data, ensemble, evaluate, export  # noqa: E402
 
 def seed_folders(root: Path) -> list[Path]:
     """``root/seed<k>`` folders of a ``run_all.py --seeds`` run, or ``root`` itself for a single run."""
-    found = sorted(root.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)
-    return found or [root]
+    found = [p for p in root.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[4:])) or [root]
 
 
 def read_parameters(folder: Path, notebook: str) -> dict:
