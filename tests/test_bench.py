@@ -129,8 +129,8 @@ def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data
     for protocol in ("study", "study_deleaked"):
         for seed in (0, 1):
             folder = tmp_path / protocol / f"seed{seed}"
-            (tmp_path / protocol / "seeds.md").write_text("run_all writes its summary beside the seed folders")
             (folder / "results").mkdir(parents=True)
+            (tmp_path / protocol / "seeds.md").write_text("run_all writes its summary beside the seed folders")
             (folder / "models").mkdir()
             parameters = {"protocol": protocol, "seed": seed, "val_size": 0.2, "subset": None, "image_size": [16, 16]}
             (folder / "results" / "02_baseline_cnn.json").write_text(json.dumps({"parameters": parameters}))
