@@ -127,8 +127,8 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
         study = split(meta, "study", seed=seed, val_size=val_size, test_size=test_size)
         groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
         tested = set(groups.loc[study.test.index])
-        kept = [frame[~groups.loc[frame.index].isin(tested)] for frame in (study.train, study.val)]
-        train, val, test = kept[0], kept[1], study.test
+        train, val = (frame[~groups.loc[frame.index].isin(tested)] for frame in (study.train, study.val))
+        test = study.test
     else:
         groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
         rest, test = _grouped_holdout(meta, groups, test_size, seed)
