@@ -26,6 +26,7 @@ sys.path.insert(0, str(PROJECT))
 
 import orchestrate as runner  # noqa: E402  (beside this file)
 from skinlib import study  # noqa: E402
+from skinlib.data.splits import PROTOCOLS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="full: each notebook's defaults (the study's settings); smoke: every notebook end to end "
                              "on a small subset, small images, one epoch per stage, random weights, eager "
                              "(default: %(default)s)")
-    parser.add_argument("--protocol", choices=("study", "grouped", "study_deleaked"), default=None,
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
                         help="split: the study's image-level split ('study'), 'grouped' by lesion, or the study's "
                              "test set with its lesions removed from train and val ('study_deleaked': the same test "
                              "images without the leak) (default: the notebooks' own, 'study')")

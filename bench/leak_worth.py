@@ -13,7 +13,6 @@ For each seed it loads both exported models, checks that the two records describ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from skinlib import data, ensemble, evaluate, export  # noqa: E402
+from skinlib import data, ensemble, evaluate, export, outputs  # noqa: E402
 
 
 def seed_folders(root: Path) -> list[Path]:
@@ -33,10 +32,10 @@ def seed_folders(root: Path) -> list[Path]:
 
 
 def read_parameters(folder: Path, notebook: str) -> dict:
-    path = folder / "results" / f"{notebook}.json"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: run {notebook} there first (see this script's help)")
-    return json.loads(path.read_text())["parameters"]
+    try:
+        return outputs.read_record(folder, notebook)["parameters"]
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv=None) -> int:
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
         if (leaky["protocol"], deleaked["protocol"]) != ("study", "study_deleaked"):
             raise SystemExit(f"expected the protocols study and study_deleaked, got {leaky['protocol']} "
                              f"({leaky_folder}) and {deleaked['protocol']} ({deleaked_folder})")
-        same = ("seed", "val_size", "subset", "image_size")
+        same = (*(key for key in outputs.SPLIT_KEYS if key not in ("protocol", "merged_duplicates")), "image_size")
         if any(leaky[key] != deleaked[key] for key in same):
             raise SystemExit(f"{leaky_folder} and {deleaked_folder} differ in {', '.join(same)}: not the same test set")
         test = data.subset(meta, leaky["subset"], seed=leaky["seed"])

@@ -37,6 +37,7 @@ sys.path.insert(0, str(PROJECT))
 import keras  # noqa: E402
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score  # noqa: E402
 
+from orchestrate import parse_value  # noqa: E402  (run_all.py's -p NAME=VALUE parser)
 from skinlib import augment, data, evaluate, models, recipes, study, train  # noqa: E402
 
 
@@ -69,20 +70,8 @@ def parse_variant(text: str, stage):
                                ema_momentum=float(value))
             callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         else:
-            recipe = recipe.replace(**{field: _value(value)})
+            recipe = recipe.replace(**{field: parse_value(value)})
     return recipe, augmentation, stage, callbacks
-
-
-def _value(text: str):
-    """"none" -> None, "true"/"false" -> bool, then int, float, else the string."""
-    if text.lower() in ("none", "true", "false"):
-        return {"none": None, "true": True, "false": False}[text.lower()]
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def pipeline(recipe, row, spec, seed: int) -> keras.Sequential:
