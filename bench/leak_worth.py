@@ -22,7 +22,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from skinlib import data, ensemble, evaluate, export, outputs  # noqa: E402
+from skinlib import data, ensemble, evaluate, export, outputs, settings  # noqa: E402
 
 
 def seed_folders(root: Path) -> list[Path]:
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         if (leaky["protocol"], deleaked["protocol"]) != ("study", "study_deleaked"):
             raise SystemExit(f"expected the protocols study and study_deleaked, got {leaky['protocol']} "
                              f"({leaky_folder}) and {deleaked['protocol']} ({deleaked_folder})")
-        same = (*(key for key in outputs.SPLIT_KEYS if key not in ("protocol", "merged_duplicates")), "image_size")
+        same = (*(key for key in settings.SPLIT_KEYS if key not in ("protocol", "merged_duplicates")), "image_size")
         if any(leaky[key] != deleaked[key] for key in same):
             raise SystemExit(f"{leaky_folder} and {deleaked_folder} differ in {', '.join(same)}: not the same test set")
         test = data.subset(meta, leaky["subset"], seed=leaky["seed"])

@@ -7,8 +7,9 @@ training step, in every Keras backend, and never at inference. ``spec`` is eithe
 - a ``skinlib.study.Augmentation``: the study's ``ImageDataGenerator`` arguments of that notebook, as layers
   (rotation, shifts, shear, zoom, optional horizontal flip, the same fill mode). ``ImageDataGenerator`` read
   ``shear_range`` in DEGREES, so the study's 0.2 is a shear factor of tan(0.2 deg) = 0.0035: kept, though tiny;
-- or a name: ``"corrected"`` (flips both ways, plus 90-degree turns of square inputs, since dermoscopy has no
-  "up"; then the study's geometric jitter with reflected borders) or ``"none"``.
+  ``recipes.CORRECTED_AUGMENTATION`` is such a record too: flips both ways, plus 90-degree turns of square
+  inputs, since dermoscopy has no "up"; then the study's geometric jitter with reflected borders;
+- or ``"none"``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from keras import ops
 
 from skinlib.errors import SkinlibError
 
-PIPELINES = ("corrected", "none")
+PIPELINES = ("none",)
 
 
 class AugmentError(SkinlibError, ValueError):
@@ -67,42 +68,47 @@ class RandomRot90(keras.layers.Layer):
         return config
 
 
-def _geometric(rotation_degrees: float, shift_x: float, shift_y: float, zoom: float, shear_degrees: float,
-               fill_mode: str, seed):
-    """ImageDataGenerator's affine jitter, as Keras layers."""
+def _geometric(spec, seed) -> list:
+    """A ``study.Augmentation``'s affine jitter (ImageDataGenerator's), as Keras layers, seeded from ``seed``."""
     def offset(i):
         return None if seed is None else seed + i
 
+    fill = spec.fill_mode
     return [
-        keras.layers.RandomRotation(rotation_degrees / 360.0, fill_mode=fill_mode, seed=offset(0)),
-        keras.layers.RandomTranslation(shift_y, shift_x, fill_mode=fill_mode, seed=offset(1)),
-        keras.layers.RandomShear(x_factor=math.tan(math.radians(shear_degrees)), fill_mode=fill_mode, seed=offset(2)),
-        keras.layers.RandomZoom(zoom, zoom, fill_mode=fill_mode, seed=offset(3)),
+        keras.layers.RandomRotation(spec.rotation_range / 360.0, fill_mode=fill, seed=offset(0)),
+        keras.layers.RandomTranslation(spec.height_shift_range, spec.width_shift_range, fill_mode=fill,
+                                       seed=offset(1)),
+        keras.layers.RandomShear(x_factor=math.tan(math.radians(spec.shear_range)), fill_mode=fill, seed=offset(2)),
+        keras.layers.RandomZoom(spec.zoom_range, spec.zoom_range, fill_mode=fill, seed=offset(3)),
     ]
 
 
 def pipeline(spec, input_shape=None, seed: int | None = None) -> keras.Sequential:
-    """The augmentation for ``spec`` (a ``study.Augmentation`` or a name of :data:`PIPELINES`).
+    """The augmentation for ``spec``: a ``study.Augmentation`` record, or "none".
 
+    The study's records (``ImageDataGenerator``) jitter, then flip horizontally if they say so. A record with
+    vertical flips or 90-degree turns (``recipes.CORRECTED_AUGMENTATION``) flips and turns first, then jitters.
     ``input_shape`` (height, width, channels) builds it eagerly; ``seed`` makes it reproducible.
     """
     def offset(i):
         return None if seed is None else seed + 10 * i
 
-    if hasattr(spec, "rotation_range"):  # the study's ImageDataGenerator settings
-        layers = _geometric(spec.rotation_range, spec.width_shift_range, spec.height_shift_range, spec.zoom_range,
-                            spec.shear_range, spec.fill_mode, offset(0))
+    if hasattr(spec, "rotation_range") and (spec.vertical_flip or spec.rot90):
+        mode = "horizontal_and_vertical" if spec.horizontal_flip else "vertical"
+        layers = [keras.layers.RandomFlip(mode, seed=offset(0))]
+        layers += [RandomRot90(seed=offset(1))] if spec.rot90 else []
+        layers += _geometric(spec, offset(2))
+        name = "dermoscopy"
+    elif hasattr(spec, "rotation_range"):  # the study's ImageDataGenerator settings
+        layers = _geometric(spec, offset(0))
         if spec.horizontal_flip:
             layers.append(keras.layers.RandomFlip("horizontal", seed=offset(1)))
         name = "study"
-    elif spec == "corrected":
-        layers = [keras.layers.RandomFlip("horizontal_and_vertical", seed=offset(0)), RandomRot90(seed=offset(1)),
-                  *_geometric(60, 0.2, 0.2, 0.2, 0.2, "reflect", offset(2))]
-        name = spec
     elif spec == "none":
         layers, name = [keras.layers.Identity()], spec
     else:
-        raise AugmentError(f"unknown augmentation {spec!r}; give a study.Augmentation or one of {', '.join(PIPELINES)}")
+        raise AugmentError(f"unknown augmentation {spec!r}; give a study.Augmentation record (the study's, or "
+                           f"recipes.CORRECTED_AUGMENTATION) or one of {', '.join(PIPELINES)}")
     model = keras.Sequential(layers, name=f"augment_{name}")
     if input_shape is not None:
         model.build((None, *input_shape))

@@ -373,3 +373,29 @@ def _intervals(y_true: np.ndarray, proba: np.ndarray, **options) -> dict[str, tu
         "macro_f1": bootstrap_interval(bootstrap.macro_f1, y_true, y_pred, **options),
         "roc_auc_macro": bootstrap_interval(bootstrap.macro_roc_auc, y_true, proba, **options),
     }
+
+
+def reports(parts, proba: dict[str, np.ndarray], seed: int = 0, **options) -> dict[str, Report]:
+    """:func:`report` for each entry of ``proba`` ({name: probabilities}) against its part of ``parts`` (a
+    ``data.Split``): labels from the part's ``label`` column, intervals resampling its ``lesion_id``. A name that
+    is not a part ("test_calibrated") scores against the part before its first underscore ("test")."""
+    found = {}
+    for name, probabilities in proba.items():
+        frame = getattr(parts, name, None)
+        if not isinstance(frame, pd.DataFrame):
+            frame = getattr(parts, name.partition("_")[0])
+        found[name] = report(frame["label"].to_numpy(), probabilities, groups=frame["lesion_id"], seed=seed,
+                             **options)
+    return found
+
+
+def isic2018(model, test_dir, *, size: Sequence[int], tta=None, seed: int = 0) -> Report | None:
+    """The report of ``model`` on the ISIC 2018 Task 3 test set in ``test_dir`` (an external test from other
+    sources), images resized to ``size``; None when ``test_dir`` is None (not evaluated)."""
+    if test_dir is None:
+        return None
+    from skinlib import data
+
+    external = data.load_isic2018_test(test_dir)
+    proba = predict(model, data.load_images(external, size=tuple(size)), tta=tta)
+    return report(external["label"].to_numpy(), proba, seed=seed)

@@ -1,12 +1,14 @@
 """The fidelity table: every setting of notebooks 02-09, the study's value beside what skinlib runs.
 
 The study's values are the rows of ``skinlib.study`` (each with its notebook cells). skinlib's values are read back
-from the objects that training actually uses (the optimizer ``recipe.make_optimizer`` makes, the callbacks
-``train.fit`` adds, the augmentation layers ``augment.pipeline`` builds, the BatchNorm mode ``recipe.bn_for``
-gives), so a change in the code shows up here. A setting skinlib cannot run as the study did is a named deviation
-(:data:`DEVIATIONS`), with its reason::
+from what a run resolves and uses: its ``settings.Settings`` (validation share, input size, batch size, the stages
+as the recipe runs them, so a notebook's overrides show), the optimizer ``recipe.make_optimizer`` makes, the
+callbacks ``train.schedule_callbacks`` gives ``train.fit``, and the augmentation layers ``augment.pipeline``
+builds. A setting skinlib cannot run as the study did is a named deviation (:data:`DEVIATIONS`), with its
+reason; one that the run's parameters change is marked "parameter"; one the recipe changes, "recipe"::
 
-    >>> fidelity.table("04")                 # one notebook, the study's recipe
+    >>> fidelity.table(run)                  # a notebook's run (settings.resolve), overrides included
+    >>> fidelity.table("04")                 # one notebook with its defaults, the study's recipe
     >>> fidelity.table(None, "corrected")    # what the corrected recipe changes
     >>> fidelity.markdown()                  # docs/fidelity.md
 """
@@ -17,7 +19,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from skinlib import augment, backbones, recipes, study
+from skinlib import augment, backbones, recipes, settings, study
 
 COLUMNS = ("notebook", "setting", "study", "study cells", "skinlib", "status")
 
@@ -55,25 +57,25 @@ _STUDY_ONLY_DEVIATIONS = {"06": {"epochs (fit 2)": "cells[27] asks for 30 epochs
                                                    "28: the reported model had 27, which skinlib runs"}}
 
 
-def _fit_settings(recipe, stage, cells: str) -> Iterable[tuple[str, object, object]]:
-    """(setting, study value, skinlib value) of one fit."""
+def _fit_settings(recipe, theirs, ours) -> Iterable[tuple[str, object, object]]:
+    """(setting, study value, skinlib value) of one fit: the study's stage beside the stage the run trains."""
     from skinlib import train
 
-    made = recipe.make_optimizer(stage)
+    made = recipe.make_optimizer(ours)
     optimizer = made.get_config()
-    yield "epochs", stage.epochs, stage.epochs
+    yield "epochs", theirs.epochs, ours.epochs
     yield "optimizer", "Adam", type(made).__name__
-    yield "learning rate", stage.learning_rate, float(optimizer["learning_rate"])
-    yield "amsgrad", stage.amsgrad, bool(optimizer["amsgrad"])
+    yield "learning rate", theirs.learning_rate, float(optimizer["learning_rate"])
+    yield "amsgrad", theirs.amsgrad, bool(optimizer["amsgrad"])
     yield "Adam epsilon", 1e-7, float(optimizer["epsilon"])  # Keras 2.2.4: epsilon=None means K.epsilon(), 1e-7
-    yield "continues the previous optimizer", stage.continues, stage.continues
-    yield "BatchNorm", stage.bn, recipe.bn_for(stage)
-    callbacks = train._schedule_callbacks(stage, recipe)
+    yield "continues the previous optimizer", theirs.continues, ours.continues
+    yield "BatchNorm", theirs.bn, ours.bn
+    callbacks = train.schedule_callbacks(ours, recipe)
     plateau = next((c for c in callbacks if type(c).__name__ == "ReduceLROnPlateau"), None)
-    theirs = stage.plateau
-    yield ("plateau", "none" if theirs is None else
-           f"val_accuracy, factor {theirs.factor}, patience {theirs.patience}, min_lr {theirs.min_lr:g}, "
-           f"cooldown {theirs.cooldown}",
+    planned = theirs.plateau
+    yield ("plateau", "none" if planned is None else
+           f"val_accuracy, factor {planned.factor}, patience {planned.patience}, min_lr {planned.min_lr:g}, "
+           f"cooldown {planned.cooldown}",
            "none" if plateau is None else
            f"{plateau.monitor}, factor {plateau.factor}, patience {plateau.patience}, min_lr {plateau.min_lr:g}, "
            f"cooldown {plateau.cooldown}")
@@ -81,7 +83,8 @@ def _fit_settings(recipe, stage, cells: str) -> Iterable[tuple[str, object, obje
     yield "early stopping", "none", "none" if stopping is None else f"{stopping.monitor}, patience {stopping.patience}"
 
 
-def _step_rows(step: study.Step, recipe: recipes.Recipe) -> list[dict]:
+def _step_rows(run: settings.Settings) -> list[dict]:
+    step, recipe = run.step, run.recipe
     rows = []
 
     def add(setting, theirs, ours, cells="", checked_by=None):
@@ -89,32 +92,35 @@ def _step_rows(step: study.Step, recipe: recipes.Recipe) -> list[dict]:
                      "skinlib": _text(ours), "status": None if checked_by is None else f"matches ({checked_by})"})
 
     if step.members:
-        add("members", "the fully fine-tuned Inception V3 and DenseNet 201", ", ".join(step.members), "cells[11], [18]",
+        add("members", "the fully fine-tuned Inception V3 and DenseNet 201", ", ".join(run.members), "cells[11], [18]",
             checked_by="notebook 09's members parameter defaults to them")
         add("combination", "Keras Average() of the two softmax outputs", "ensemble.average: the mean probability",
             "cells[24]", checked_by="the same arithmetic mean; tests/test_ensemble.py")
         add("evaluation", "accuracy", "accuracy, plus every metric of the report and a validation-weighted ensemble "
             "beside the plain average", checked_by="additions; the study's plain average is reported as the ensemble")
         return rows
-    add("split", "train_test_split(test 0.1, random_state=0), then validation with random_state=1",
-        'data.split(protocol="study", seed=0)', "Baseline_CNN cells[8], [10]",
-        checked_by="the same two train_test_split calls; tests/test_splits.py")
-    add("validation share", step.val_size, step.val_size, "Baseline_CNN cells[10]" if step.number == "02" else "")
-    add("input size (height, width)", step.image_size, step.image_size)
-    add("input scaling", step.preprocess, recipe.preprocess_for(step) if recipe.preprocess == "study" else
+    study_split = "train_test_split(test 0.1, random_state=0), then validation with random_state=1"
+    if run.protocol == "study" and run.seed == 0:
+        add("split", study_split, 'data.split(protocol="study", seed=0)', "Baseline_CNN cells[8], [10]",
+            checked_by="the same two train_test_split calls; tests/test_splits.py")
+    else:
+        add("split", study_split, f'data.split(protocol="{run.protocol}", seed={run.seed})', "Baseline_CNN cells[8], [10]")
+    add("validation share", step.val_size, run.val_size, "Baseline_CNN cells[10]" if step.number == "02" else "")
+    add("input size (height, width)", step.image_size, run.image_size)
+    add("input scaling", step.preprocess, run.preprocess if recipe.preprocess == "study" else
         f"the backbone's own ({backbones.get(step.model).preprocess})")
     if step.preprocess == "standardize":
         add("mean and std over", "train, val, test", ", ".join(recipe.standardize_on), "cells[7]")
-    pipeline = augment.describe(augment.pipeline(recipe.augment_for(step)))
+    pipeline = augment.describe(augment.pipeline(run.augmentation))
     for name in ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
                  "horizontal_flip", "fill_mode"):
         add(f"augmentation {name}", getattr(step.augmentation, name), pipeline.get(name), step.augmentation.cells)
     if pipeline.get("vertical_flip") or pipeline.get("rot90"):
         add("augmentation flips and turns", "none", "vertical flips and 90-degree turns of square inputs")
-    add("batch size", step.batch_size, step.batch_size)
-    for number, stage in enumerate(step.stages, start=1):
-        for setting, theirs, ours in _fit_settings(recipe, stage, stage.cells):
-            add(f"{setting} (fit {number}, {stage.layers})", theirs, ours, stage.cells)
+    add("batch size", step.batch_size, run.batch_size)
+    for number, (theirs, ours) in enumerate(zip(step.stages, run.stages), start=1):
+        for setting, study_value, value in _fit_settings(recipe, theirs, ours):
+            add(f"{setting} (fit {number}, {theirs.layers})", study_value, value, theirs.cells)
     add("class balancing", "none", recipe.balance or "none")
     add("weights kept", "the last epoch's", "the best validation epoch's" if recipe.restore_best else "the last epoch's")
     add("loss", "categorical cross-entropy", "categorical cross-entropy" + (
@@ -130,26 +136,40 @@ def _step_rows(step: study.Step, recipe: recipes.Recipe) -> list[dict]:
     return rows
 
 
-def table(step: str | None = None, recipe: str | recipes.Recipe = "study") -> pd.DataFrame:
-    """One row per setting of notebook ``step`` (None: 02-09) under ``recipe``: the study's value and cells,
-    skinlib's value, and the status: "matches", "deviation: <reason>", or "recipe: <name>" for what a recipe other
-    than the study's changes on purpose. "differs (unexplained)" would be a bug (the tests look for it)."""
-    recipe = recipes.get(recipe)
-    steps = [study.get(step)] if step is not None else [s for s in study.STEPS if s.model or s.members]
-    rows = [row for s in steps for row in _step_rows(s, recipe)]
-    for row in rows:
-        bare = row["setting"].split(" (fit")[0]
-        special = _STUDY_ONLY_DEVIATIONS.get(study.get(row["notebook"]).number, {}).get(row["setting"])
-        if row["status"] is not None:
-            continue
-        if bare in DEVIATIONS:
-            row["status"] = f"deviation: {DEVIATIONS[bare][2]}"
-        elif row["study"] == row["skinlib"]:
-            row["status"] = "matches" if special is None else f"matches what ran: {special}"
-        elif recipe.name != "study":
-            row["status"] = f"recipe: {recipe.name}"
-        else:
-            row["status"] = "differs (unexplained)"
+def _runs(run, recipe) -> list[settings.Settings]:
+    if isinstance(run, settings.Settings):
+        return [run]
+    steps = [study.get(run)] if run is not None else [s for s in study.STEPS if s.model or s.members]
+    return [settings.resolve(s, {"recipe": recipe, "members": list(s.members)}) for s in steps]
+
+
+def table(run: "settings.Settings | str | None" = None, recipe: str | recipes.Recipe = "study") -> pd.DataFrame:
+    """One row per setting of a run: the study's value and cells, skinlib's value, and the status: "matches",
+    "deviation: <reason>", "parameter: ..." for what the run's parameters change, or "recipe: <name>" for what a
+    recipe other than the study's changes on purpose. "differs (unexplained)" would be a bug (the tests look for
+    it). ``run``: a ``settings.Settings`` (its recipe and overrides), a notebook number (its defaults under
+    ``recipe``), or None (every notebook 02-09 under ``recipe``)."""
+    rows = []
+    for resolved in _runs(run, recipe):
+        defaults = {(r["setting"]): r["skinlib"] for r in _step_rows(_runs(resolved.number, resolved.recipe)[0])}
+        special_rows = _STUDY_ONLY_DEVIATIONS.get(resolved.number, {})
+        for row in _step_rows(resolved):
+            bare = row["setting"].split(" (fit")[0]
+            special = special_rows.get(row["setting"])
+            if row["status"] is not None:
+                pass
+            elif bare in DEVIATIONS:
+                row["status"] = f"deviation: {DEVIATIONS[bare][2]}"
+            elif row["study"] == row["skinlib"]:
+                row["status"] = "matches" if special is None else f"matches what ran: {special}"
+            elif defaults.get(row["setting"]) != row["skinlib"]:
+                row["status"] = "parameter: this run's parameters set it (the notebook's default: "\
+                                f"{defaults.get(row['setting'])})"
+            elif resolved.recipe.name != "study":
+                row["status"] = f"recipe: {resolved.recipe.name}"
+            else:
+                row["status"] = "differs (unexplained)"
+            rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -90,9 +90,10 @@ class GradCAM:
         self.layer = target_layer(model, layer)
         if len(model.inputs) != 1:
             raise ValueError(f"Grad-CAM needs a model with one image input; {model.name!r} has {len(model.inputs)}")
+        from skinlib import models
+
         try:
-            self.features = keras.Model(model.inputs, self.layer.output, name=f"{model.name}_features")
-            self.head = keras.Model(self.layer.output, model.output, name=f"{model.name}_head")
+            self.features, self.head = models.split(model, self.layer.name)
         except Exception as error:  # the layer is not on the path from the input to the output
             raise ValueError(f"cannot split model {model.name!r} at layer {self.layer.name!r} into features and "
                              f"head: {error}") from error
@@ -197,9 +198,12 @@ def lesion_focus(heatmap, mask) -> float:
 def focus_table(heat: np.ndarray, frame: pd.DataFrame, masks_dir: str | Path | None, predicted=None) -> pd.DataFrame:
     """Per explained image: id, true class, the explained (predicted) class, the share of the heat on the lesion,
     the lesion's share of the image, and their ratio (``focus_ratio``: 1 is what a map spread evenly scores, so
-    large lesions do not score high by area alone). NaN where ``masks_dir`` has no mask for the image."""
+    large lesions do not score high by area alone). NaN where ``masks_dir`` has no mask for the image.
+    ``predicted``: the explained class of each image, as indices or as probabilities (N, classes)."""
     from skinlib import CLASSES
 
+    if predicted is not None and np.ndim(predicted) == 2:
+        predicted = np.asarray(predicted).argmax(axis=1)
     rows = []
     for i, image_id in enumerate(frame["image_id"]):
         path = None if masks_dir is None else Path(masks_dir) / f"{image_id}_segmentation.png"
@@ -229,3 +233,8 @@ def titles(table: pd.DataFrame) -> list[str]:
     return [f"true {row.dx} | explains {row.explained}" + ("" if np.isnan(row.focus_ratio) else
                                                            f" | focus {row.focus_ratio:.1f}x")
             for row in table.itertuples()]
+
+
+def mean_focus(table: pd.DataFrame) -> dict[str, float]:
+    """The mean ``lesion_focus`` and ``focus_ratio`` of :func:`focus_table`'s rows (NaN without masks)."""
+    return table[["lesion_focus", "focus_ratio"]].mean().to_dict()

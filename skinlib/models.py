@@ -3,7 +3,7 @@
 ::
 
     model = models.build("densenet201", weights=None)     # raw 0..255 pixels in, 7 probabilities out
-    models.set_trainable(model, "top", bn="train")        # what trains in the next stage, and BatchNorm's mode
+    models.set_trainable(model, stage)                     # what trains in the next stage, and BatchNorm's mode
     features, head = models.split(model)                  # image -> last conv maps, maps -> probabilities
 
 Every model takes raw RGB pixels (uint8 or float, NHWC) and starts with a weightless
@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from skinlib import CLASSES, backbones
+from skinlib import CLASSES, backbones, batchnorm
 from skinlib.backbones import Backbone
 from skinlib.errors import SkinlibError
 from skinlib.preprocessing import MODES, Preprocess
+from skinlib.study import LAYERS
 
 NUM_CLASSES = len(CLASSES)
 HEAD_LAYERS = ("head_pool", "head_flatten", "head_dense", "head_dropout", "predictions")
 PREPROCESS_LAYER = "preprocess"
-LAYERS = ("head", "top", "all")
-BN_MODES = ("frozen", "train", "reset", "keras2_frozen", "none")
-KERAS_BN_MOMENTUM = keras.layers.BatchNormalization().momentum
+_TRAINABLE: "weakref.WeakKeyDictionary[keras.Model, tuple[str, str]]" = weakref.WeakKeyDictionary()
 
 
 class ModelError(SkinlibError, ValueError):
@@ -147,30 +147,33 @@ def param_counts(model: keras.Model) -> dict[str, int]:
     return {"total": trainable + non_trainable, "trainable": trainable, "non_trainable": non_trainable}
 
 
-def set_trainable(model: keras.Model, layers: str, bn: str = "frozen") -> keras.Model:
+def set_trainable(model: keras.Model, stage, bn: str | None = None) -> keras.Model:
     """Sets what trains in the next stage, and how BatchNormalization behaves; returns ``model``.
 
     Args:
-        layers: "head" (backbone frozen, head trains), "top" (the backbone from its registry ``unfreeze``
-            layer on, as the study's partial fine-tuning), or "all". The baseline CNN trains from scratch: "all".
-        bn: what every BatchNormalization layer of the backbone does, whatever ``layers`` says:
-
-            - "frozen": inference mode (moving statistics used and kept; gamma, beta fixed): Keras 3's frozen BN.
-            - "train": trainable (batch statistics while training, moving statistics updated).
-            - "reset": "train", with the moving mean and variance first set to zero: the study's README
-              workaround (its partial fine-tuning notebooks, before the head stage).
-            - "keras2_frozen": Keras 2.2.4's frozen BN, which the study's full retrains ran on in their head
-              stage: batch statistics while training, moving statistics, gamma and beta kept (the layer runs
-              in training mode with momentum 1 and its gamma and beta not trainable).
-            - "none": the model has no BN (it is an error if it has).
+        stage: a ``study.Stage`` as the recipe runs it (``recipe.apply(stage)``, or a ``settings.Settings``'
+            ``stages``): its ``layers`` and ``bn`` say it all, and ``train.fit`` checks that the model was set for
+            the stage it trains. Or the layers alone, "head" (backbone frozen, head trains), "top" (the backbone
+            from its registry ``unfreeze`` layer on, as the study's partial fine-tuning) or "all", with ``bn``.
+        bn: with layers given by name, the mode of every BatchNormalization layer of the backbone
+            (``skinlib.batchnorm.MODES``; default "frozen"). A stage carries its own: giving both is an error.
 
     The compiled train step bakes in ``trainable``: compile (``skinlib.train.fit`` does) after this.
     """
+    if isinstance(stage, str):
+        layers, bn = stage, bn or "frozen"
+    elif bn is not None:
+        raise ModelError(f"set_trainable(model, stage, bn={bn!r}): a stage carries its BatchNorm mode "
+                         f"({stage.bn!r}); pass recipe.apply(stage) for the recipe's, or the layers by name")
+    else:
+        layers, bn = stage.layers, stage.bn
     spec = spec_of(model)
     if layers not in LAYERS:
         raise ModelError(f"unknown layers {layers!r}; accepted values: {', '.join(LAYERS)}")
-    if bn not in BN_MODES:
-        raise ModelError(f"unknown bn mode {bn!r}; accepted values: {', '.join(BN_MODES)}")
+    try:
+        batchnorm.check(bn)
+    except ValueError as error:
+        raise ModelError(str(error)) from None
     if spec.unfreeze is None and layers != "all":
         raise ModelError(f"{spec.key!r} has no pretrained backbone to freeze; it trains 'all' its layers")
 
@@ -181,36 +184,28 @@ def set_trainable(model: keras.Model, layers: str, bn: str = "frozen") -> keras.
     model.trainable = True
     for position, layer in enumerate(found):
         if isinstance(layer, keras.layers.BatchNormalization):
-            _set_batch_norm(layer, bn, spec.key)
+            try:
+                batchnorm.apply(layer, bn, spec.key)
+            except ValueError as error:
+                raise ModelError(str(error)) from None
         else:
             layer.trainable = position >= first_trained
     for name in HEAD_LAYERS:
         with contextlib.suppress(ValueError):
             model.get_layer(name).trainable = True
+    _TRAINABLE[model] = (layers, bn)
     return model
 
 
+def trainable_setting(model: keras.Model) -> tuple[str, str] | None:
+    """``(layers, bn)`` of the last :func:`set_trainable` call on ``model`` (None: never called)."""
+    return _TRAINABLE.get(model)
+
+
 def batch_norm_state(model: keras.Model) -> dict[str, int]:
-    """How many BN layers are trainable, run on batch statistics without updates (keras2_frozen), and have
-    all-zero moving means: for tests and notebooks that show the BN action of a stage."""
-    layers = [layer for layer in backbone_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    return {"bn_layers": len(layers),
-            "trainable": sum(layer.trainable for layer in layers),
-            "keras2_frozen": sum(layer.trainable and layer.momentum == 1.0 for layer in layers),
-            "zeroed": sum(not np.any(keras.ops.convert_to_numpy(layer.moving_mean)) for layer in layers)}
-
-
-def _set_batch_norm(layer, bn: str, key: str) -> None:
-    if bn == "none":
-        raise ModelError(f"{key!r} has BatchNormalization layers: choose a bn mode among {', '.join(BN_MODES[:4])}")
-    layer.trainable = bn != "frozen"
-    layer.momentum = 1.0 if bn == "keras2_frozen" else KERAS_BN_MOMENTUM
-    for variable in (layer.gamma, layer.beta):
-        if variable is not None:
-            variable.trainable = bn in ("train", "reset")  # after layer.trainable, which sets them too
-    if bn == "reset":
-        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
-        layer.moving_variance.assign(np.zeros(layer.moving_variance.shape, dtype="float32"))
+    """``skinlib.batchnorm.state`` of the backbone's BatchNormalization layers."""
+    return batchnorm.state(layer for layer in backbone_layers(model)
+                           if isinstance(layer, keras.layers.BatchNormalization))
 
 
 def _unfreeze_position(spec: Backbone, layers) -> int:

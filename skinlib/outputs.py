@@ -6,12 +6,14 @@
     run.model           # <out>/models/04_finetune_inception_v3.keras
     run.figure("roc")   # <out>/figures/04_finetune_inception_v3/roc.png
     run.training        # <out>/training/04_finetune_inception_v3/   (train.fit's out_dir)
-    outputs.write_record(run, outputs.record("04", parameters={...}, reports={...}, model=model))
+    outputs.write_record(run, outputs.record(settings, reports={...}, model=model))
     outputs.read_record("../outputs/manual", "07")["metrics"]["test"]["metrics"]["accuracy"]
+    outputs.headline(record)   # the flat numbers run_all.py's tables show
 
-A record is strict JSON (NaN and infinities become null): the notebook's parameters, its reports (``to_dict`` of
-``skinlib.evaluate.Report``), the model's depth and parameter counts, the study's reported numbers, the merged
-training history, and where and how long it ran.
+A record is strict JSON (NaN and infinities become null): the run's resolved settings (``settings.Settings``, as
+"parameters", and its recipe), its reports (``to_dict`` of ``skinlib.evaluate.Report``), the model's depth and
+parameter counts, the study's reported numbers, the merged training history, and where and how long it ran. Its
+structure is known here only: :func:`headline` reads it for everyone else.
 """
 
 from __future__ import annotations
@@ -115,16 +117,17 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def record(step: str, *, parameters: Mapping[str, Any], reports: Mapping[str, Any], model=None, history=None,
-           started: str | None = None, **extra) -> dict[str, Any]:
-    """The results record of one notebook: its parameters, its reports by part (``Report`` objects or their
-    dicts), the model's depth and parameter counts, the study's reported numbers, the history, the environment.
-    ``extra`` adds named entries (e.g. ``data``, ``lesion_focus``, ``members``)."""
-    row = study.get(step)
+def record(run, *, reports: Mapping[str, Any], model=None, history=None, **extra) -> dict[str, Any]:
+    """The results record of one notebook's run: its settings (a ``settings.Settings``), its reports by part
+    (``Report`` objects or their dicts; None, a part not evaluated, is left out), the model's depth and parameter
+    counts, the study's reported numbers, the history, the environment. ``extra`` adds named entries (e.g.
+    ``data``, ``leak``, ``lesion_focus``)."""
+    row = run.step
     content = {
         "notebook": row.notebook, "step": row.number, "title": row.title, "model": row.model,
-        "parameters": dict(parameters),
-        "metrics": {part: report.to_dict() if hasattr(report, "to_dict") else report for part, report in reports.items()},
+        "parameters": run.to_dict(),
+        "metrics": {part: report.to_dict() if hasattr(report, "to_dict") else report
+                    for part, report in reports.items() if report is not None},
         "study": {"validation_accuracy": row.validation_accuracy, "test_accuracy": row.test_accuracy,
                   "depth": row.depth, "params": row.params},
     }
@@ -134,8 +137,10 @@ def record(step: str, *, parameters: Mapping[str, Any], reports: Mapping[str, An
         content.update(depth=models.depth(model), parameter_counts=models.param_counts(model))
     if history is not None:
         content["history"] = history.to_dict(orient="records")
+    if row.model:
+        content["recipe_settings"] = run.recipe
     content.update(extra)
-    content.update(environment=environment(), started=started, finished=now())
+    content.update(environment=environment(), started=run.started, finished=now())
     return content
 
 
@@ -159,20 +164,39 @@ def read_record(out_dir: str | Path, step: str) -> dict[str, Any]:
     return json.loads(run.record.read_text(encoding="utf-8"))
 
 
-SPLIT_KEYS = ("protocol", "seed", "val_size", "subset", "merged_duplicates")
-"""The parameters that must agree for models to have been evaluated on the same images."""
+LEAK_FREE = "leak-free part"
+"""The row of a record's "leak" table (``leakage.gap``) that scores the test images whose lesion is not in training."""
 
 
-def shared_split(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The split settings (:data:`SPLIT_KEYS`) that every record's model was trained on; an error
-    naming the two notebooks and the setting when they differ."""
-    if not records:
-        raise ValueError("no records given: name at least two notebooks")
-    (first_key, first), *others = records.items()
-    for key, other in others:
-        for name in SPLIT_KEYS:
-            if first["parameters"].get(name) != other["parameters"].get(name):
-                raise ValueError(f"{first['notebook']} and {other['notebook']} were trained on different splits: "
-                                 f"{name}={first['parameters'].get(name)!r} vs {other['parameters'].get(name)!r}; "
-                                 f"run them again with the same {', '.join(SPLIT_KEYS)}")
-    return {name: first["parameters"].get(name) for name in SPLIT_KEYS}
+def headline(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The flat numbers of a record that run_all.py's tables show: metrics (fractions) and their 95 % intervals
+    by part (``test_accuracy``, ``test_accuracy_low``, ...), the model's size, the split's counts, the leak-free
+    accuracy, the settings that name the run, and where it ran. An empty dict for no record."""
+    if not record:
+        return {}
+    flat: dict[str, Any] = {}
+    for part, report in (record.get("metrics") or {}).items():
+        for name, value in ((report or {}).get("metrics") or {}).items():
+            flat[f"{part}_{name}"] = value
+        for name, (low, high) in ((report or {}).get("intervals") or {}).items():
+            flat[f"{part}_{name}_low"], flat[f"{part}_{name}_high"] = low, high
+    parameters = record.get("parameters") or {}
+    environment = record.get("environment") or {}
+    data = record.get("data") or {}
+    flat.update(depth=record.get("depth"), params=(record.get("parameter_counts") or {}).get("total"),
+                protocol=parameters.get("protocol"), recipe=parameters.get("recipe"), seed=parameters.get("seed"),
+                device=environment.get("device"), backend=environment.get("backend"),
+                n_train=(data.get("train") or {}).get("total"), n_test=(data.get("test") or {}).get("total"),
+                test_sharing_lesion_with_train=(data.get("test") or {}).get("shares lesion with train"),
+                test_accuracy_leak_free=((record.get("leak") or {}).get(LEAK_FREE) or {}).get("accuracy"))
+    return flat
+
+
+def read_records(out_dir: str | Path, steps=None) -> dict[str, dict[str, Any]]:
+    """``{notebook: record}`` of the records under ``out_dir`` (of ``steps``, default every notebook)."""
+    found = {}
+    for step in steps or study.STEPS:
+        run = RunFolder(out_dir, step.number)
+        if run.record.is_file():
+            found[run.notebook] = json.loads(run.record.read_text(encoding="utf-8"))
+    return found

@@ -5,10 +5,11 @@ a recipe decides everything else::
 
     >>> from skinlib import recipes, study
     >>> head, top = study.stages("04")
-    >>> recipes.get("study").bn_for(head), recipes.get("corrected").bn_for(head)
+    >>> recipes.get("study").apply(head).bn, recipes.get("corrected").apply(head).bn
     ('reset', 'frozen')
 
-``recipe.replace(balance="class_weight")`` gives a variant.
+``recipe.apply(stage)`` is the stage as the recipe runs it (its BatchNorm mode and head learning rate): what
+``models.set_trainable`` and ``train.fit`` are given. ``recipe.replace(balance="class_weight")`` gives a variant.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import keras
-
+from skinlib import batchnorm
 from skinlib.errors import SkinlibError
+from skinlib.study import Augmentation
 
 MONITORS = {"val_accuracy": "max", "val_loss": "min", "val_balanced_accuracy": "max"}
 
@@ -40,8 +41,10 @@ class Recipe:
         preprocess: "study" (the step's: x / 255, or one mean/std for the baseline) or "backbone" (each
             backbone's own ``preprocess_input``).
         standardize_on: the parts whose pixels give the baseline's one mean and std (the study used all images).
-        augment: "study" (the step's ImageDataGenerator settings) or a ``skinlib.augment.PIPELINES`` name.
-        bn: "study" (each stage's BatchNorm action, ``study.BN_ACTIONS``) or "frozen" (inference mode always).
+        augment: "study" (the step's ImageDataGenerator settings), "none", or a ``study.Augmentation`` record
+            (the corrected recipe's is :data:`CORRECTED_AUGMENTATION`).
+        bn: "study" (each stage's BatchNorm mode) or one mode of ``skinlib.batchnorm.MODES`` for every stage of a
+            model that has BatchNormalization (e.g. "frozen": inference mode always).
         monitor: the validation metric for plateaus, checkpoint choice and early stopping.
         restore_best: end each stage with its best validation weights (True) or the last epoch's (False).
         early_stopping: patience in epochs (fine-tuning stages only), or None.
@@ -55,7 +58,7 @@ class Recipe:
     head_learning_rate: float | None = None
     preprocess: str = "study"
     standardize_on: tuple[str, ...] = ("train",)
-    augment: str = "study"
+    augment: "str | Augmentation" = "study"
     bn: str = "study"
     monitor: str = "val_accuracy"
     restore_best: bool = False
@@ -65,8 +68,10 @@ class Recipe:
 
     def __post_init__(self):
         checks = {"optimizer": (self.optimizer, ("adam", "adamw")), "preprocess": (self.preprocess, ("study", "backbone")),
-                  "bn": (self.bn, ("study", "frozen")), "monitor": (self.monitor, tuple(MONITORS)),
+                  "bn": (self.bn, ("study", *batchnorm.MODES[:-1])), "monitor": (self.monitor, tuple(MONITORS)),
                   "balance": (self.balance, (None, "class_weight", "sampling"))}
+        if not isinstance(self.augment, Augmentation):
+            checks["augment"] = (self.augment, ("study", "none"))
         for field_name, (value, accepted) in checks.items():
             if value not in accepted:
                 raise RecipeError(f"recipe field {field_name}={value!r}; accepted values: {accepted}")
@@ -81,8 +86,17 @@ class Recipe:
         return MONITORS[self.monitor]
 
     def bn_for(self, stage) -> str:
-        """The BatchNorm mode for ``models.set_trainable`` in a ``study.Stage``."""
-        return stage.bn if self.bn == "study" else self.bn
+        """The BatchNorm mode of a ``study.Stage`` under this recipe (a model without BN keeps "none")."""
+        return stage.bn if self.bn == "study" or stage.bn == "none" else self.bn
+
+    def learning_rate_for(self, stage) -> float:
+        """The learning rate of a ``study.Stage`` under this recipe: the head's own, if the recipe sets one."""
+        return self.head_learning_rate if stage.layers == "head" and self.head_learning_rate else stage.learning_rate
+
+    def apply(self, stage):
+        """The ``study.Stage`` as this recipe runs it: its BatchNorm mode and learning rate resolved. Applying
+        twice changes nothing; ``models.set_trainable`` and ``train.fit`` take the result."""
+        return dataclasses.replace(stage, bn=self.bn_for(stage), learning_rate=self.learning_rate_for(stage))
 
     def preprocess_for(self, step) -> str:
         """The ``models.build`` preprocessing for a ``study.Step``: the study's mode, or "backbone"."""
@@ -92,9 +106,11 @@ class Recipe:
         """What ``skinlib.augment.pipeline`` builds for a ``study.Step``: its Augmentation, or a pipeline name."""
         return step.augmentation if self.augment == "study" else self.augment
 
-    def make_optimizer(self, stage) -> keras.optimizers.Optimizer:
-        """A fresh optimizer for a ``study.Stage`` under this recipe."""
-        rate = self.head_learning_rate if stage.layers == "head" and self.head_learning_rate else stage.learning_rate
+    def make_optimizer(self, stage):
+        """A fresh ``keras.optimizers`` optimizer for a ``study.Stage`` under this recipe."""
+        import keras
+
+        rate = self.learning_rate_for(stage)
         if self.optimizer == "adamw":
             return keras.optimizers.AdamW(rate, weight_decay=self.weight_decay or 0.0, amsgrad=stage.amsgrad)
         return keras.optimizers.Adam(rate, amsgrad=stage.amsgrad)
@@ -103,6 +119,12 @@ class Recipe:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+
+CORRECTED_AUGMENTATION = Augmentation(
+    rotation_range=60, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
+    horizontal_flip=True, vertical_flip=True, rot90=True, fill_mode="reflect",
+    cells="not the study's: dermoscopy has no 'up'")
+"""Flips both ways and 90-degree turns of square inputs, then the study's jitter with reflected borders."""
 
 STUDY = Recipe(name="study", standardize_on=("train", "val", "test"))
 """The study's: Adam, x / 255 (one mean/std of every image for the baseline), its augmentation, its BatchNorm
@@ -115,7 +137,7 @@ CORRECTED = Recipe(
     head_learning_rate=1e-3,
     preprocess="backbone",
     standardize_on=("train",),
-    augment="corrected",
+    augment=CORRECTED_AUGMENTATION,
     bn="frozen",
     monitor="val_balanced_accuracy",
     restore_best=False,  # measured: the best-val-balanced-accuracy epoch with early stopping (patience 8) gave the

@@ -22,19 +22,19 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
+from skinlib import batchnorm
+from skinlib.backbones import STUDY_INPUT_SIZE
+
 SOURCE = "https://github.com/hoang-ho/Skin_Lesions_Classification_DCNNs"
 TITLE = "Skin Lesions Classification with Deep Convolutional Neural Network"
 
-BN_ACTIONS = ("reset", "keras2_frozen", "train", "none")
-"""What the study's code did to BatchNormalization at the start of a stage (see ``models.set_trainable``):
-``reset``: the README's workaround, every BN layer trainable with its moving mean and variance set to zero;
-``keras2_frozen``: BN frozen with the rest of the backbone, which Keras 2.2.4 still ran on batch statistics
-while training; ``train``: BN trainable, statistics kept; ``none``: the model has no BN."""
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The study's ``ImageDataGenerator`` arguments (rotation in degrees, shear in degrees, as Keras 2 read them)."""
+    """An augmentation as ``ImageDataGenerator`` arguments (rotation in degrees, shear in degrees, as Keras 2 read
+    them): the study's per notebook, and the corrected recipe's (``recipes.CORRECTED_AUGMENTATION``), which adds
+    vertical flips and 90-degree turns (``skinlib.augment.pipeline`` builds either as Keras layers)."""
 
     rotation_range: float
     width_shift_range: float
@@ -44,6 +44,8 @@ class Augmentation:
     horizontal_flip: bool = False
     fill_mode: str = "nearest"
     cells: str = ""
+    vertical_flip: bool = False
+    rot90: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Stage:
             on) or "all".
         epochs: epochs of this fit.
         learning_rate, amsgrad: its ``Adam``.
-        bn: the study's BatchNormalization action at the start of the stage (:data:`BN_ACTIONS`).
+        bn: the BatchNormalization mode at the start of the stage (``skinlib.batchnorm.MODES``): in the study's
+            rows, what its code did; a recipe may replace it (``recipes.Recipe.apply``).
         plateau: its ``ReduceLROnPlateau`` (None: no callback).
         continues: the same optimizer goes on (no recompile), only the plateau changes.
         cells: where the study did it.
@@ -79,6 +82,15 @@ class Stage:
     plateau: Plateau | None = None
     continues: bool = False
     cells: str = ""
+
+    def __post_init__(self):
+        batchnorm.check(self.bn, "stage bn")
+        if self.layers not in LAYERS:
+            raise ValueError(f"stage layers {self.layers!r}; accepted values: {', '.join(LAYERS)}")
+
+
+LAYERS = ("head", "top", "all")
+"""What a stage trains: the head (backbone frozen), the backbone from its unfreeze layer on, or everything."""
 
 
 @dataclass(frozen=True)
@@ -117,17 +129,22 @@ class Step:
     params: int | None = None
 
     def schedule(self, epochs: int | None = None) -> pd.DataFrame:
-        """The stages as a table (one row per ``fit``), with ``epochs`` in every stage if given."""
-        rows = []
-        for number, stage in enumerate(stages(self.number, epochs), start=1):
-            plateau = stage.plateau
-            rows.append({"fit": number, "layers": stage.layers, "epochs": stage.epochs, "batch": self.batch_size,
-                         "optimizer": f"Adam({stage.learning_rate:g}{', amsgrad' if stage.amsgrad else ''})"
-                                      + (" continued" if stage.continues else ""),
-                         "plateau (factor/patience/min lr/cooldown)": "—" if plateau is None else
-                         f"{plateau.factor}/{plateau.patience}/{plateau.min_lr:g}/{plateau.cooldown}",
-                         "BatchNorm": stage.bn, "study cells": stage.cells})
-        return pd.DataFrame(rows).set_index("fit")
+        """The study's stages as a table (one row per ``fit``), with ``epochs`` in every stage if given."""
+        return schedule(stages(self.number, epochs), self.batch_size)
+
+
+def schedule(fits, batch_size: int | None) -> pd.DataFrame:
+    """Stages as a table, one row per ``fit``: what trains, epochs, batch, Adam, plateau, BatchNorm, study cells."""
+    rows = []
+    for number, stage in enumerate(fits, start=1):
+        plateau = stage.plateau
+        rows.append({"fit": number, "layers": stage.layers, "epochs": stage.epochs, "batch": batch_size,
+                     "optimizer": f"Adam({stage.learning_rate:g}{', amsgrad' if stage.amsgrad else ''})"
+                                  + (" continued" if stage.continues else ""),
+                     "plateau (factor/patience/min lr/cooldown)": "—" if plateau is None else
+                     f"{plateau.factor}/{plateau.patience}/{plateau.min_lr:g}/{plateau.cooldown}",
+                     "BatchNorm": stage.bn, "study cells": stage.cells})
+    return pd.DataFrame(rows).set_index("fit")
 
 
 _BACKBONE_AUGMENTATION = Augmentation(60, 0.2, 0.2, 0.2, 0.2, cells="ImageDataGenerator cell")
@@ -150,18 +167,18 @@ STEPS: tuple[Step, ...] = (
          stages=(Stage("all", 30, 1e-3, False, "none", Plateau(0.5, 3, 1e-5), cells="cells[19], [23], [24]"),),
          validation_accuracy=77.48, test_accuracy=76.54, depth=11, params=2_124_839),
     Step("03", "03_finetune_vgg16", "Fine-tuned VGG16 (from the last block)", "Fine_Tuning_VGG16.ipynb",
-         model="vgg16", image_size=(192, 256), batch_size=64, preprocess="unit", augmentation=_augmentation(21),
+         model="vgg16", image_size=STUDY_INPUT_SIZE, batch_size=64, preprocess="unit", augmentation=_augmentation(21),
          stages=(Stage("head", bn="none", cells="cells[14], [17], [22]", **_HEAD),
                  Stage("top", 30, 1e-4, False, "none", _plateau(cooldown=3), cells="cells[25], [26], [29], [30]")),
          validation_accuracy=79.82, test_accuracy=79.64, depth=23, params=14_980_935),
     Step("04", "04_finetune_inception_v3", "Fine-tuned Inception V3 (from the last 2 inception blocks)",
-         "Fine_Tuning_InceptionV3.ipynb", model="inception_v3", image_size=(192, 256), batch_size=64,
+         "Fine_Tuning_InceptionV3.ipynb", model="inception_v3", image_size=STUDY_INPUT_SIZE, batch_size=64,
          preprocess="unit", augmentation=_augmentation(13),
          stages=(Stage("head", bn="reset", cells="cells[9], [11], [14]", **_HEAD),
                  Stage("top", 35, 1e-4, False, "train", _plateau(cooldown=2), cells="cells[15], [16], [17], [19]")),
          validation_accuracy=79.935, test_accuracy=79.94, depth=315, params=22_855_463),
     Step("05", "05_finetune_inception_resnet_v2", "Fine-tuned Inception-ResNet V2 (from the Inception-ResNet-C)",
-         "Fine_Tuning_InceptionResNet.ipynb", model="inception_resnet_v2", image_size=(192, 256), batch_size=64,
+         "Fine_Tuning_InceptionResNet.ipynb", model="inception_resnet_v2", image_size=STUDY_INPUT_SIZE, batch_size=64,
          preprocess="unit", augmentation=_augmentation(19),
          stages=(Stage("head", bn="reset", cells="cells[12], [15], [20]", **_HEAD),
                  Stage("top", 25, 1e-4, False, "train", _plateau(cooldown=2), cells="cells[23], [24], [25], [27]"),
@@ -170,19 +187,19 @@ STEPS: tuple[Step, ...] = (
          validation_accuracy=80.82, test_accuracy=82.53, depth=784, params=55_127_271),
     # cells[27] asks for 30 epochs; its output stops during epoch 28, and the saved model is the one after 27.
     Step("06", "06_finetune_densenet201", "Fine-tuned DenseNet 201 (from the last dense block)",
-         "Fine_Tuning_DenseNet.ipynb", model="densenet201", image_size=(192, 256), batch_size=32,
+         "Fine_Tuning_DenseNet.ipynb", model="densenet201", image_size=STUDY_INPUT_SIZE, batch_size=32,
          preprocess="unit", augmentation=_augmentation(19),
          stages=(Stage("head", bn="reset", cells="cells[12], [15], [20]", **_HEAD),
                  Stage("top", 27, 1e-4, False, "train", _plateau(cooldown=2), cells="cells[23], [24], [25], [27]")),
          validation_accuracy=85.8, test_accuracy=83.9, depth=711, params=19_309_127),
     Step("07", "07_retrain_inception_v3", "Fine-tuned Inception V3 (all layers)", "Retraining_InceptionV3.ipynb",
-         model="inception_v3", image_size=(192, 256), batch_size=64, preprocess="unit",
+         model="inception_v3", image_size=STUDY_INPUT_SIZE, batch_size=64, preprocess="unit",
          augmentation=_augmentation(20),
          stages=(Stage("head", bn="keras2_frozen", cells="cells[13], [16], [21]", **_HEAD),
                  Stage("all", 20, 1e-4, False, "train", _plateau(cooldown=2), cells="cells[23], [24], [25], [27]")),
          validation_accuracy=86.92, test_accuracy=86.826),
     Step("08", "08_retrain_densenet201", "Fine-tuned DenseNet 201 (all layers)", "Retraining_DenseNet.ipynb",
-         model="densenet201", image_size=(192, 256), batch_size=32, preprocess="unit",
+         model="densenet201", image_size=STUDY_INPUT_SIZE, batch_size=32, preprocess="unit",
          augmentation=_augmentation(19),
          stages=(Stage("head", bn="keras2_frozen", cells="cells[12], [15], [20]", **_HEAD),
                  Stage("all", 20, 1e-4, False, "train", _plateau(cooldown=2), cells="cells[22], [23], [24], [26]")),

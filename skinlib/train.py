@@ -5,13 +5,16 @@
     from skinlib import augment, models, recipes, study, train
 
     recipe = recipes.get("study")
-    head, top = study.stages("04")                       # the study's schedule: epochs, Adam, plateau, BN action
-    augmentation = augment.pipeline(recipe.augment_for(study.get("04")), (192, 256, 3), seed=0)
-    models.set_trainable(model, "head", bn=recipe.bn_for(head))
+    head, top = (recipe.apply(stage) for stage in study.stages("04"))  # epochs, Adam, plateau, BN mode
+    augmentation = augment.pipeline(recipe.augment_for(study.get("04")), model.input_shape[1:], seed=0)
+    models.set_trainable(model, head)
     history = train.fit(model, data, recipe, head, batch_size=64, augmentation=augmentation, out_dir="run/04")
-    models.set_trainable(model, "top", bn=recipe.bn_for(top))
+    models.set_trainable(model, top)
     history = train.fit(model, data, recipe, top, batch_size=64, augmentation=augmentation, out_dir="run/04",
                         history=history)
+
+``settings.resolve`` gives a notebook's stages already applied, and ``fit_options`` (batch size, out_dir, seed,
+resume, eager) for the rest.
 
 ``fit`` trains ``model`` in place and returns the merged history (one row per epoch of every stage so far:
 ``epoch, stage, layers, stage_epoch, loss, accuracy, balanced_accuracy, val_loss, val_accuracy,
@@ -174,26 +177,6 @@ class _InferenceCheckpoint(keras.callbacks.ModelCheckpoint):
         super().set_model(self.inference_model)
 
 
-class TqdmEpochs(keras.callbacks.Callback):
-    """One tqdm bar per stage, advancing per epoch with the latest metrics (``fit(..., verbose="tqdm")``)."""
-
-    def __init__(self, name: str, epochs: int):
-        super().__init__()
-        self.name, self.epochs, self.bar = name, epochs, None
-
-    def on_train_begin(self, logs=None):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.epochs, desc=f"stage {self.name}", unit="epoch")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.n = epoch + 1
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items() if "loss" in k or "acc" in k})
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
 def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: int, augmentation=None,
         out_dir: str | Path | None = None, history: pd.DataFrame | None = None, seed: int = 0,
         resume: bool = False, class_weight: dict | str | None = None, run_eagerly: bool = False,
@@ -202,15 +185,15 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
     """Trains ``model`` in place for one stage; returns ``history`` with this stage's epochs appended.
 
     Args:
-        model: the inference model (from ``models.build``), with ``models.set_trainable`` already called for
-            this stage. With ``recipe.restore_best`` it ends with the stage's best validation weights, else with
+        model: the inference model (from ``models.build``), with ``models.set_trainable(model, stage)`` already
+            called for this stage: a model set for other layers or another BatchNorm mode is refused. With ``recipe.restore_best`` it ends with the stage's best validation weights, else with
             the last epoch's (the study's choice).
         data: ``{"train": (images, labels), "val": (images, labels)}``: uint8 NHWC raw pixels at the model's
             input shape, int labels indexing ``skinlib.CLASSES``. The whole validation set is evaluated each epoch.
         recipe: "study", "corrected" or a ``recipes.Recipe``: optimizer family, monitor, checkpoint choice,
             early stopping, class balancing, label smoothing.
         stage: a ``study.Stage``: epochs, learning rate, amsgrad, plateau, and ``continues`` (keep the previous
-            stage's optimizer and its state: no recompile).
+            stage's optimizer and its state: no recompile), as ``recipe.apply`` resolves it.
         batch_size: the global batch size (split over a strategy's replicas).
         augmentation: a ``skinlib.augment.pipeline`` (None: no augmentation).
         out_dir: where the stage keeps its history, weights and resume backup (None: nothing kept).
@@ -222,9 +205,11 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         mixed_precision: require a model built with ``models.build(..., mixed_precision=True)``.
         strategy: a ``tf.distribute`` strategy; build the model inside ``with strategy.scope():``.
         callbacks: extra Keras callbacks, called after skinlib's own.
-        verbose: Keras' (``"auto"``, 0, 1, 2) or ``"tqdm"`` (one bar per stage).
+        verbose: Keras' (``"auto"``, 0, 1, 2) or ``"tqdm"`` (one bar per stage, ``tqdm.keras.TqdmCallback``).
     """
     recipe = recipes.get(recipe)
+    stage = recipe.apply(stage)
+    _check_trainable(model, stage)
     data = Data.from_any(data).checked(model.input_shape[1:])
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise TrainError(f"batch_size={batch_size!r}: give a positive int (the study's is study.get(...).batch_size)")
@@ -256,10 +241,13 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
                            _InferenceCheckpoint(model, folder / "last.weights.h5"),
                            _InferenceCheckpoint(model, folder / "best.weights.h5", monitor=recipe.monitor,
                                                 mode=recipe.monitor_mode, save_best_only=True),
-                           *_schedule_callbacks(stage, recipe),
+                           *schedule_callbacks(stage, recipe),
                            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=resume)]
         if verbose == "tqdm":
-            stage_callbacks.append(TqdmEpochs(f"{number} ({stage.layers})", stage.epochs))
+            from tqdm.keras import TqdmCallback
+
+            stage_callbacks.append(TqdmCallback(epochs=stage.epochs, verbose=0,
+                                                tqdm_kwargs={"desc": f"stage {number} ({stage.layers})"}))
         training_model.fit(**_training_inputs(data, batch_size, seed + number, class_weight, recipe),
                            validation_data=(data.val[0], _onehot(data.val[1])), validation_batch_size=batch_size,
                            epochs=stage.epochs, callbacks=stage_callbacks + list(callbacks or []),
@@ -322,8 +310,19 @@ def _restore_optimizer(training_model: keras.Model, earlier: Path | None) -> Non
     optimizer.load_own_variables(state)
 
 
-def _schedule_callbacks(stage, recipe: Recipe) -> list:
-    """The stage's ReduceLROnPlateau and the recipe's early stopping (fine-tuning stages only)."""
+def _check_trainable(model: keras.Model, stage) -> None:
+    """Refuses a model whose ``models.set_trainable`` call named other layers or another BatchNorm mode."""
+    applied = models.trainable_setting(model)
+    if applied is not None and applied != (stage.layers, stage.bn):
+        raise TrainError(
+            f"the model was set for layers={applied[0]!r}, bn={applied[1]!r}, but this stage trains "
+            f"layers={stage.layers!r} with bn={stage.bn!r}: call models.set_trainable(model, stage) with the same "
+            "stage that fit gets (recipe.apply(stage), or a settings.Settings' stages)")
+
+
+def schedule_callbacks(stage, recipe: Recipe) -> list:
+    """The stage's ``ReduceLROnPlateau`` and the recipe's ``EarlyStopping`` (fine-tuning stages only), as
+    ``fit`` adds them (``skinlib.fidelity`` reads them from here)."""
     found = []
     if stage.plateau is not None:
         p = stage.plateau

@@ -4,7 +4,7 @@
 
     data_dir, images = data.locate(None)          # $SKINLIB_DATA, else data/ham10000 (../data/ham10000 from notebooks/)
     meta = data.load_metadata(data_dir, images=images)
-    arrays = data.load_parts(parts, size=(192, 256))   # {"train": (x, y), "val": (x, y), "test": (x, y)}
+    arrays = data.load_parts(parts, size=(64, 64))     # {"train": (x, y), "val": (x, y), "test": (x, y)}
 """
 
 from __future__ import annotations

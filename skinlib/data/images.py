@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from skinlib.backbones import STUDY_INPUT_SIZE
 from skinlib.config import cache_dir as default_cache_dir
 from skinlib.errors import ImageError, image_too_large
 
@@ -131,14 +132,14 @@ def build_cache(target: Path, prefix: str, paths: list[str], size: tuple[int, in
     return np.load(target, mmap_mode="r")
 
 
-def load_images(frame: pd.DataFrame | Iterable[str | Path], size: tuple[int, int] = (192, 256), *,
+def load_images(frame: pd.DataFrame | Iterable[str | Path], size: tuple[int, int] = STUDY_INPUT_SIZE, *,
                 cache: bool = True, cache_dir: str | Path | None = None, workers: int | None = None,
                 errors: str = "raise", progress: bool = True):
     """Decode the images of ``frame`` into a uint8 array of shape (N, height, width, 3).
 
     Args:
         frame: metadata frame with a ``path`` column (from :func:`load_metadata`), or a list of files.
-        size: (height, width): the study used (192, 256) for the backbones and (64, 64) for its baseline.
+        size: (height, width): the study used 192x256 for the backbones (the default) and 64x64 for its baseline.
         cache: keep (and reuse) the array as a memory-mapped ``.npy`` in ``cache_dir``.
         cache_dir: defaults to :func:`skinlib.config.cache_dir` (``$SKINLIB_CACHE``).
         workers: decoding threads (default: all cores).
