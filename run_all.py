@@ -24,8 +24,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent
 sys.path.insert(0, str(PROJECT))
 
-import orchestrate as runner  # noqa: E402  (beside this file)
-from skinlib import study  # noqa: E402
+import runner  # noqa: E402  (beside this file)
+from skinlib import download, study  # noqa: E402
 from skinlib.data.splits import PROTOCOLS  # noqa: E402
 
 
@@ -80,25 +80,23 @@ def resolve_data(args: argparse.Namespace) -> tuple[Path, str | None] | None:
 
     data_dir = (args.data or config.data_root()).expanduser().resolve()
     print(f"Checking the dataset in {data_dir} ...", file=sys.stderr, flush=True)
-    status, message, images = runner.check_dataset(data_dir, args.images)
+    status, message, images = download.check_dataset(data_dir, args.images)
     if status == "ok":
         print(message, file=sys.stderr)
         return data_dir, images
-    text, parts = runner.missing_data_message(data_dir, status, message)
+    text, parts = download.missing_data_message(data_dir, status, message)
     print(text, file=sys.stderr)
     if status != "absent" or not parts or args.no_download:
         return None
-    if not runner.offer_download(data_dir, parts, args.download_yes):
+    if not download.offer_download(data_dir, parts, args.download_yes):
         return None
-    status, message, images = runner.check_dataset(data_dir, args.images)
+    status, message, images = download.check_dataset(data_dir, args.images)
     print(message, file=sys.stderr)
     return (data_dir, images) if status == "ok" else None
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from skinlib import download
-
     download.configure_logging(verbose=args.verbose)
     if args.show_profiles:
         with __import__("pandas").option_context("display.max_colwidth", 70, "display.width", 200):
@@ -107,6 +105,7 @@ def main(argv=None) -> int:
     try:
         steps = runner.select(args.only)
         overrides = runner.parse_overrides(args.parameter)
+        seeds = parse_seeds(args.seeds)
     except runner.RunError as error:
         print(f"run_all.py: {error}", file=sys.stderr)
         return 2
@@ -118,12 +117,17 @@ def main(argv=None) -> int:
     protocol = args.protocol or "study"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = (args.out or PROJECT / "outputs" / f"{args.profile}-{protocol}-{stamp}").expanduser().resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-
     try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
-    except ValueError:
-        print(f"run_all.py: --seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2", file=sys.stderr)
+        runner.check_out_dir(out_dir)
+        runner.lock(out_dir)
+        for seed in seeds:  # every planned value checked before any kernel starts
+            folder = out_dir if seed is None else out_dir / f"seed{seed}"
+            planned = runner.plan_parameters(steps, args.profile, run_values(args, data_dir, images, folder),
+                                             with_seed(overrides, seed))
+            runner.check_parameters(steps, planned)
+            runner.check_members(steps, planned, folder)
+    except runner.RunError as error:
+        print(f"run_all.py: {error}", file=sys.stderr)
         return 2
     # The kernels inherit this environment: skinlib importable without installing it, and the Keras backend.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
@@ -136,28 +140,51 @@ def main(argv=None) -> int:
     folders, status = [], 0
     for seed in seeds:
         folder = out_dir if seed is None else out_dir / f"seed{seed}"
-        seeded = overrides if seed is None else {**overrides, None: {**overrides.get(None, {}), "seed": seed}}
-        status = run_once(args, steps, seeded, data_dir, images, protocol, folder)
+        status = run_once(args, steps, with_seed(overrides, seed), data_dir, images, protocol, folder)
         folders.append(folder)
         if status in (2, 130):
             return status
     if args.seeds:
-        md_path, _ = runner.write_seed_summary(out_dir, folders, seeds, steps)
+        try:
+            md_path, _ = runner.write_seed_summary(out_dir, folders, seeds, steps)
+        except runner.RunError as error:
+            print(f"run_all.py: {error}", file=sys.stderr)
+            return 2
         print(f"Mean and standard deviation over seeds {args.seeds}: {md_path}", file=sys.stderr)
     return status
+
+
+def parse_seeds(text: str | None) -> list[int | None]:
+    """``--seeds 0,1,2`` -> [0, 1, 2]; no --seeds -> [None] (one run, the notebooks' own seed)."""
+    if not text:
+        return [None]
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise runner.RunError(f"--seeds {text!r}: give integers separated by commas, e.g. 0,1,2") from None
+
+
+def with_seed(overrides, seed: int | None):
+    """The ``-p`` overrides with ``seed`` for every notebook (None: unchanged)."""
+    return overrides if seed is None else {**overrides, None: {**overrides.get(None, {}), "seed": seed}}
+
+
+def run_values(args, data_dir: Path, images, out_dir: Path) -> dict:
+    """What run_all.py itself gives every notebook: the data, the output folder, the protocol, the ISIC test."""
+    values = {"data_dir": str(data_dir), "images": images, "out_dir": str(out_dir)}
+    if args.protocol:
+        values["protocol"] = args.protocol
+    if args.isic2018:
+        values["isic2018_dir"] = str(args.isic2018.expanduser().resolve())
+    return values
 
 
 def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_dir: Path) -> int:
     """Runs the notebooks once into ``out_dir``; the exit status (0 ok, 1 a notebook failed, 2 bad request,
     130 interrupted)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_values = {"data_dir": str(data_dir), "images": images, "out_dir": str(out_dir)}
-    if args.protocol:
-        run_values["protocol"] = args.protocol
-    if args.isic2018:
-        run_values["isic2018_dir"] = str(args.isic2018.expanduser().resolve())
     try:
-        parameters = runner.plan_parameters(steps, args.profile, run_values, overrides)
+        parameters = runner.plan_parameters(steps, args.profile, run_values(args, data_dir, images, out_dir), overrides)
     except runner.RunError as error:
         print(f"run_all.py: {error}", file=sys.stderr)
         return 2
@@ -172,8 +199,12 @@ def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_
     settings = {"protocol": protocol, "data": f"{data_dir}" + (f" (images: {images})" if images else ""),
                 "notebooks": ", ".join(step.number for step in steps),
                 "overrides": " ".join(args.parameter) or "none", "output": str(out_dir)}
-    md_path, csv_path = runner.write_results(out_dir, outcomes, profile_name=args.profile, settings=settings,
-                                             wall_seconds=wall, steps=steps)
+    try:
+        md_path, csv_path = runner.write_results(out_dir, outcomes, profile_name=args.profile, settings=settings,
+                                                 wall_seconds=wall, steps=steps)
+    except runner.RunError as error:
+        print(f"run_all.py: {error}", file=sys.stderr)
+        return 2
     interrupted = [o for o in outcomes if o.status == "interrupted"]
     if interrupted:
         print(f"\nInterrupted: {interrupted[0].notebook} did not finish; its partial copy is {interrupted[0].executed}. "
@@ -181,7 +212,7 @@ def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the dying kernel's asyncio noise at exit is not news
         return 130
     failed = [o for o in outcomes if o.status == "failed"]
-    print(f"\nDone in {runner.format_seconds(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
+    print(f"\nDone in {runner.format_interval(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
           f"{len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped. "
           f"Results: {md_path} and {csv_path.name}", file=sys.stderr)
     for outcome in failed:

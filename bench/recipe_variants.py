@@ -37,7 +37,7 @@ sys.path.insert(0, str(PROJECT))
 import keras  # noqa: E402
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score  # noqa: E402
 
-from orchestrate import parse_value  # noqa: E402  (run_all.py's -p NAME=VALUE parser)
+from runner import parse_value  # noqa: E402  (run_all.py's -p NAME=VALUE parser)
 from skinlib import augment, data, evaluate, models, recipes, study, train  # noqa: E402
 
 

@@ -239,10 +239,11 @@ class Settings:
 
     # -- shown and written -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The record's "parameters": every resolved parameter (the recipe by name), and the resolved stages."""
+        """The record's "parameters": every resolved parameter (the recipe by name; not ``out_dir``, the record's
+        own folder), and the resolved stages."""
         from skinlib.outputs import jsonable
 
-        names = [n for n in parameter_names() if self._applies(n) or n in SPLIT_KEYS]
+        names = [n for n in parameter_names() if (self._applies(n) or n in SPLIT_KEYS) and n != "out_dir"]
         content = {name: getattr(self, name) for name in names}
         content["merged_duplicates"] = self.merged_duplicates
         if "recipe" in content:

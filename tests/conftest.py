@@ -15,7 +15,7 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))  # orchestrate.py (run_all.py's helper) sits beside run_all.py, outside skinlib
+sys.path.insert(0, str(PROJECT))  # runner/ (run_all.py's helpers) sits beside run_all.py, outside skinlib
 REAL_DATA = Path(os.environ.get("SKINLIB_TEST_DATA") or PROJECT.parent / "shared" / "data" / "ham10000")
 
 

@@ -7,12 +7,13 @@ import nbformat
 import papermill
 import pytest
 
-import orchestrate
+import runner as orchestrate
 from skinlib import study
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = [step.notebook for step in study.STEPS]
 MAX_CELL_LINES = 8  # logic lives in skinlib: a notebook cell is a few calls
+MAX_LINE = 120
 
 
 def load(name: str) -> nbformat.NotebookNode:
@@ -98,16 +99,61 @@ def test_reads_like_a_paper(name):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if study.get(n).model])
 def test_training_notebooks_show_each_step_of_the_study(name):
-    """Split, load, build, then set_trainable and fit for each stage of the study's row, evaluate, explain, save."""
+    """Settings resolved once from its own row; split, load, build, then set_trainable and fit for each stage of the
+    study's row, each stage named once (set_trainable and the fit after it get the same stage), evaluate, explain,
+    save."""
     step = study.get(name)
     sources = "\n".join(cell.source for cell in load(name).cells if cell.cell_type == "code")
-    assert f'study.get("{step.number}")' in sources  # its own row, nothing copied from another notebook
-    for call in ("data.split(", "data.load_parts(", "models.build(", "augment.pipeline(", "evaluate.report(",
-                 "gradcam.gradcam(", "export.export(", "outputs.write_record("):
+    assert f'settings.resolve("{step.number}", globals())' in sources  # its own row, nothing copied from another
+    for call in ("data.split(", "data.load_parts(", "models.build(", "augment.pipeline(", "evaluate.reports(",
+                 "gradcam.gradcam(", "export.export(", "outputs.write_record(", "outputs.record(run,"):
         assert call in sources, f"{name} does not show {call}"
-    assert sources.count("train.fit(") == len(step.stages)
+    calls = [node for node in ast.walk(ast.parse(code_without_magics(sources))) if isinstance(node, ast.Call)]
+    calls.sort(key=lambda node: (node.lineno, node.col_offset))
+    named = [(ast.unparse(node.func), node.args) for node in calls
+             if ast.unparse(node.func) in ("models.set_trainable", "train.fit")]
+    fits = [args[3].id for func, args in named if func == "train.fit"]
+    assert len(fits) == len(step.stages)
     changes = sum(1 for stage in step.stages if not stage.continues)
-    assert sources.count("models.set_trainable(") == changes
-    for stage in step.stages:
-        if not stage.continues:
-            assert f'models.set_trainable(model, "{stage.layers}"' in sources
+    assert sum(func == "models.set_trainable" for func, _ in named) == changes
+    for (func, args), (after, after_args) in zip(named, named[1:]):
+        if func == "models.set_trainable":  # the same stage object, named once
+            assert after == "train.fit" and args[1].id == after_args[3].id, f"{name}: set_trainable and fit disagree"
+    assert "run.stages" in sources and "bn=" not in sources.split("run.stages")[1]
+
+
+def _statements(name: str) -> list[str]:
+    """The code statements of a notebook, as written (comments dropped), one string each."""
+    found = []
+    for cell in load(name).cells:
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        source = code_without_magics(cell.source)
+        lines = source.splitlines()
+        for node in ast.parse(source).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue  # one import line per notebook, wrapped
+            text = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            found.append("\n".join(line.split("  #")[0].rstrip() for line in text.splitlines()))
+    return found
+
+
+def test_no_multi_line_block_repeats_across_the_training_notebooks():
+    """Plumbing lives in skinlib and the settings object: a statement of more than one line, or a compound one
+    (if, for, with), written out in five or more of 02-08 would be logic copied between notebooks. One-line study
+    calls may repeat."""
+    training = [n for n in NAMES if study.get(n).model]
+    counts: dict[str, set[str]] = {}
+    for name in training:
+        for statement in _statements(name):
+            counts.setdefault(statement, set()).add(name)
+    repeated = [s for s, names in counts.items() if len(names) >= 5 and ("\n" in s or s.endswith(":")
+                                                                          or s.split()[0] in ("if", "for", "with"))]
+    assert not repeated, "multi-line blocks repeated in five or more notebooks:\n\n" + "\n\n".join(repeated)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_code_lines_fit_the_page(name):
+    long = [line for cell in load(name).cells if cell.cell_type == "code" for line in cell.source.splitlines()
+            if len(line) > MAX_LINE]
+    assert not long, f"{name}: lines over {MAX_LINE} characters:\n" + "\n".join(long)

@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-import orchestrate as runner
+import runner
 from skinlib import study
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinlib import augment, data, fidelity, leakage, outputs, recipes, study
+from skinlib import augment, data, fidelity, leakage, outputs, recipes, settings, study
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -91,17 +91,18 @@ def test_run_folder_and_records(tmp_path):
     assert run.figure("roc").parent.is_dir()
     with pytest.raises(FileNotFoundError, match="run notebooks/07_retrain_inception_v3.ipynb"):
         outputs.read_record(tmp_path, "07")
-    record = outputs.record("07", parameters={"protocol": "study", "seed": 0, "val_size": 0.1, "subset": None},
-                            reports={"test": {"metrics": {"accuracy": math.nan}}}, extra=np.float32(0.5))
+    run07 = settings.resolve("07", {"out_dir": tmp_path, "protocol": "study", "seed": 0})
+    record = outputs.record(run07, reports={"test": {"metrics": {"accuracy": math.nan}}, "isic2018": None},
+                            extra=np.float32(0.5))
     outputs.write_record(run, record)
     again = outputs.read_record(tmp_path, "07")
     assert again["metrics"]["test"]["metrics"]["accuracy"] is None and again["extra"] == 0.5
+    assert "isic2018" not in again["metrics"]  # not evaluated: left out
     assert again["study"]["test_accuracy"] == 86.826 and again["environment"]["backend"]
+    assert again["parameters"]["image_size"] == [192, 256] and again["parameters"]["batch_size"] == 64
+    assert again["recipe_settings"]["name"] == "study" and again["started"] == run07.started
     assert outputs.jsonable({"a": math.inf, "b": (1, np.int64(2)), "c": Path("x")}) == {"a": None, "b": [1, 2], "c": "x"}
-    other = {**record, "notebook": "08_retrain_densenet201", "parameters": {**record["parameters"], "seed": 1}}
-    assert outputs.shared_split({"07": record, "07 again": record})["protocol"] == "study"
-    with pytest.raises(ValueError, match="different splits: seed=0 vs 1"):
-        outputs.shared_split({"07": record, "08": other})
+    assert outputs.headline(again)["test_accuracy"] is None and outputs.headline(None) == {}
 
 
 def test_leak_gap_on_known_predictions():

@@ -20,9 +20,10 @@ from skinlib.download.parts import (BASE_URL, DEFAULT_PARTS, DOI, LICENCE, PARTS
                                     describe_plan, missing_parts, plan)
 from skinlib.download.pipeline import download
 from skinlib.download.progress import configure_logging
+from skinlib.download.prompt import check_dataset, missing_data_message, offer_download
 from skinlib.download.transfer import USER_AGENT
 
 __all__ = ["BASE_URL", "DEFAULT_PARTS", "DOI", "LICENCE", "PARTS", "USER_AGENT", "ChecksumError", "DiskSpaceError",
            "DownloadError", "HTTPStatusError", "Part", "PlanItem", "RateLimitedError", "RemoteFile",
-           "UnreachableError", "UnsafeArchiveError", "add_arguments", "configure_logging", "describe_plan",
-           "download", "missing_parts", "plan", "run"]
+           "UnreachableError", "UnsafeArchiveError", "add_arguments", "check_dataset", "configure_logging",
+           "describe_plan", "download", "missing_data_message", "missing_parts", "offer_download", "plan", "run"]
