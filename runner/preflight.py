@@ -10,21 +10,28 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from runner.profiles import RunError
+from runner.parameters import notebook_parameters
+from runner.profiles import NOTEBOOKS_DIR, RunError
 from skinlib import outputs, settings, study
 
 LOCK = ".run_all.lock"
 
 
-def check_parameters(steps: Sequence[study.Step], planned: Mapping[str, Mapping[str, Any]]) -> None:
-    """Resolves each notebook's planned parameters as the notebook will (``settings.resolve``)."""
+def check_parameters(steps: Sequence[study.Step], planned: Mapping[str, Mapping[str, Any]],
+                     notebooks_dir: Path = NOTEBOOKS_DIR) -> None:
+    """Resolves each notebook's parameters (its own defaults, then the planned values) as the notebook will
+    (``settings.resolve``)."""
     for step in steps:
         if step.model is None and not step.members:
             continue  # the EDA has no training settings
         try:
-            settings.resolve(step, planned[step.notebook])
+            settings.resolve(step, _values(step, planned, notebooks_dir))
         except settings.SettingsError as error:
             raise RunError(f"-p: {error}") from None
+
+
+def _values(step: study.Step, planned: Mapping[str, Mapping[str, Any]], notebooks_dir: Path) -> dict[str, Any]:
+    return {**notebook_parameters(notebooks_dir / f"{step.notebook}.ipynb"), **planned[step.notebook]}
 
 
 def check_out_dir(out_dir: Path) -> Path:
@@ -82,7 +89,7 @@ def check_members(steps: Sequence[study.Step], planned: Mapping[str, Mapping[str
     for step in steps:
         if not step.members:
             continue
-        members = settings.resolve(step, planned[step.notebook]).members
+        members = settings.resolve(step, _values(step, planned, NOTEBOOKS_DIR)).members
         missing = [n for n in members if n not in selected and not outputs.RunFolder(out_dir, n).record.is_file()]
         if missing:
             names = " and ".join(study.get(n).notebook for n in missing)

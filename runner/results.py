@@ -146,7 +146,7 @@ def write_results(out_dir: Path, outcomes: Sequence[Outcome], *, profile_name: s
         "this run's. Intervals are 95 % bootstrap intervals on the test set, resampling lesions. \"Leak-free part\": "
         "the test images whose lesion has no photo in training (all of them under the grouped and study_deleaked "
         "protocols).", "",
-        markdown_frame(table).to_markdown(index=False), "",
+        markdown_frame(table).to_markdown(index=False, disable_numparse=True), "",
     ]
     if outcomes:
         lines += ["## Notebooks", ""] + [f"- `{o.notebook}`: {o.describe()}" for o in outcomes] + [""]
@@ -179,6 +179,6 @@ def write_seed_summary(out_dir: Path, folders: Sequence[Path], seeds: Sequence[i
     lines = [f"# Runs over seeds {', '.join(map(str, seeds))}", "",
              "Mean ± standard deviation over the seeds (in percent; the seed sets the split, the augmentation and the "
              "training). Per-seed results: " + ", ".join(f"`{f.name}/results.md`" for f in folders) + ".", "",
-             shown.rename_axis("Notebook").to_markdown()]
+             shown.rename_axis("Notebook").to_markdown(disable_numparse=True)]
     md_path = write_text(out_dir / "seeds.md", "\n".join(lines) + "\n")
     return md_path, csv_path

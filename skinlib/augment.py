@@ -21,7 +21,7 @@ from keras import ops
 
 from skinlib.errors import SkinlibError
 
-PIPELINES = ("none",)
+PIPELINES = ("corrected", "none")
 
 
 class AugmentError(SkinlibError, ValueError):
@@ -84,7 +84,8 @@ def _geometric(spec, seed) -> list:
 
 
 def pipeline(spec, input_shape=None, seed: int | None = None) -> keras.Sequential:
-    """The augmentation for ``spec``: a ``study.Augmentation`` record, or "none".
+    """The augmentation for ``spec``: a ``study.Augmentation`` record, "corrected" (``recipes.CORRECTED_AUGMENTATION``)
+    or "none".
 
     The study's records (``ImageDataGenerator``) jitter, then flip horizontally if they say so. A record with
     vertical flips or 90-degree turns (``recipes.CORRECTED_AUGMENTATION``) flips and turns first, then jitters.
@@ -93,6 +94,10 @@ def pipeline(spec, input_shape=None, seed: int | None = None) -> keras.Sequentia
     def offset(i):
         return None if seed is None else seed + 10 * i
 
+    if spec == "corrected":  # the corrected recipe's record, by name
+        from skinlib.recipes import CORRECTED_AUGMENTATION
+
+        spec = CORRECTED_AUGMENTATION
     if hasattr(spec, "rotation_range") and (spec.vertical_flip or spec.rot90):
         mode = "horizontal_and_vertical" if spec.horizontal_flip else "vertical"
         layers = [keras.layers.RandomFlip(mode, seed=offset(0))]

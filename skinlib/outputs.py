@@ -138,7 +138,7 @@ def record(run, *, reports: Mapping[str, Any], model=None, history=None, **extra
     if history is not None:
         content["history"] = history.to_dict(orient="records")
     if row.model:
-        content["recipe_settings"] = run.recipe
+        content["recipe_settings"] = jsonable(run.recipe)
     content.update(extra)
     content.update(environment=environment(), started=run.started, finished=now())
     return content

@@ -246,8 +246,7 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         if verbose == "tqdm":
             from tqdm.keras import TqdmCallback
 
-            stage_callbacks.append(TqdmCallback(epochs=stage.epochs, verbose=0,
-                                                tqdm_kwargs={"desc": f"stage {number} ({stage.layers})"}))
+            stage_callbacks.append(TqdmCallback(epochs=stage.epochs, verbose=0, desc=f"stage {number} ({stage.layers})"))
         training_model.fit(**_training_inputs(data, batch_size, seed + number, class_weight, recipe),
                            validation_data=(data.val[0], _onehot(data.val[1])), validation_batch_size=batch_size,
                            epochs=stage.epochs, callbacks=stage_callbacks + list(callbacks or []),

@@ -7,7 +7,7 @@ import nbformat
 import papermill
 import pytest
 
-import runner as orchestrate
+import runner
 from skinlib import study
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -56,17 +56,17 @@ def test_parameters_default_to_the_study_and_every_one_is_explained(name):
     """Defaults live in the parameters cell only; None means the study's value (from skinlib.study)."""
     found = papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb"))
     assert all(info["help"] for info in found.values()), f"{name}: every parameter has a comment"
-    defaults = orchestrate.notebook_parameters(NOTEBOOKS / f"{name}.ipynb")
+    defaults = runner.notebook_parameters(NOTEBOOKS / f"{name}.ipynb")
     assert defaults["data_dir"] is None and defaults["out_dir"] == "../outputs/manual"
     if study.get(name).model:
         assert {k: defaults[k] for k in ("protocol", "recipe", "image_size", "epochs", "batch_size", "val_size")} == {
             "protocol": "study", "recipe": "study", "image_size": None, "epochs": None, "batch_size": None,
             "val_size": None}
-    assert set(orchestrate.profile("smoke")[name]) <= set(defaults)
+    assert set(runner.profile("smoke")[name]) <= set(defaults)
 
 
 def test_ensemble_declares_its_members():
-    parameters = orchestrate.notebook_parameters(NOTEBOOKS / "09_ensemble.ipynb")
+    parameters = runner.notebook_parameters(NOTEBOOKS / "09_ensemble.ipynb")
     assert parameters["members"] == list(study.get("09").members) == ["07", "08"]
 
 

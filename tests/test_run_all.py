@@ -108,8 +108,8 @@ def test_results_table_puts_the_study_beside_the_run(tmp_path):
     failed = table.set_index("notebook").loc["04_finetune_inception_v3"]
     assert failed["status"] == "failed" and math.isnan(failed["test_accuracy"])  # no stale numbers
     text = md_path.read_text()
-    assert "| 09_ensemble | ensemble | 88.80 |" in text
-    assert "80.0 [78.0, 82.0]" in text and "FAILED at cell 5 (In [3])" in text and "1:15" in text
+    assert re.search(r"\| 09_ensemble +\| ensemble +\| 88.80 +\|", text)
+    assert "80.0 [78.0, 82.0]" in text and "FAILED at cell 5 (In [3])" in text and "01:15" in text
 
 
 def test_missing_dataset_says_what_to_do(tmp_path):
@@ -141,28 +141,93 @@ def test_unknown_parameter_is_refused_before_running(synthetic_data, tmp_path):
     assert result.returncode == 2 and "no parameter 'epoch'" in result.stderr
 
 
+@pytest.mark.parametrize("value, words", [
+    ("image_size=abc", r"image_size='abc' of 02_baseline_cnn.*\[height, width\]"),
+    ("image_size=64", r"image_size=64 of 02_baseline_cnn.*\[height, width\]"),
+    ("seed=1.5", r"seed=1.5 of 02_baseline_cnn.*whole number"),
+    ("batch_size=0", r"batch_size=0 of 02_baseline_cnn.*int >= 1"),
+    ("subset=10", r"subset=10 of 02_baseline_cnn.*>= 100"),
+    ("02:recipe=bogus", r"recipe='bogus' of 02_baseline_cnn.*study, corrected"),
+])
+def test_a_bad_value_is_refused_before_any_kernel_starts(synthetic_data, tmp_path, value, words):
+    out = tmp_path / "out"
+    result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "-p", value, "--out", str(out))
+    assert result.returncode == 2 and re.search(words, result.stderr), result.stderr[-2000:]
+    assert not (out / "notebooks").exists()  # no kernel started
+
+
+def test_an_unusable_out_folder_is_refused_before_any_work(synthetic_data, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out",
+                     str(tmp_path / "a-file" / "run"))
+    assert result.returncode == 2 and "is a file, not a folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_second_run_on_the_same_out_folder_is_refused(synthetic_data, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".run_all.lock").write_text(f"{os.getpid()}\n")  # a live process holds it
+    result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and f"in use by another run_all.py (PID {os.getpid()})" in result.stderr
+    (tmp_path / "out" / ".run_all.lock").write_text("999999999\n")  # left by a process that is gone: taken over
+    taken = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "-p", "seed=1.5", "--out",
+                    str(tmp_path / "out"))
+    assert "in use" not in taken.stderr and "seed=1.5" in taken.stderr
+    assert not (tmp_path / "out" / ".run_all.lock").exists()  # released at exit
+
+
+def test_the_ensemble_alone_into_a_fresh_folder_names_both_members(synthetic_data, tmp_path):
+    out = tmp_path / "fresh"
+    result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "09", "--out", str(out))
+    assert result.returncode == 2
+    assert "07_retrain_inception_v3 and 08_retrain_densenet201" in result.stderr
+    assert f"python run_all.py --only 07,08,09 --out {out}" in result.stderr and not (out / "notebooks").exists()
+
+
+def test_a_full_disk_leaves_the_previous_results_whole(tmp_path, monkeypatch):
+    import errno
+
+    from runner import results
+
+    (tmp_path / "results.csv").write_text("before\n")
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.endswith(".partial"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(runner.RunError, match="could not write .*results.csv: No space left on device"):
+        runner.write_results(tmp_path, [], profile_name="full", settings={}, wall_seconds=1)
+    assert (tmp_path / "results.csv").read_text() == "before\n" and not list(tmp_path.glob("*.partial"))
+    assert results.write_text  # the one atomic writer
+
+
 # ------------------------------------------------------------------------------------------ notebook runs
 
 @pytest.mark.slow
 def test_failing_notebook_is_named_with_its_cell_and_kept(synthetic_data, tmp_path):
-    """A bad parameter value fails a cell: non-zero exit naming notebook and cell, the executed copy keeps the
+    """A cell that fails: non-zero exit naming notebook, cell and its first line, the executed copy keeps the
     traceback, the rest is skipped, or run with --keep-going (on synthetic data in the official layout)."""
     out = tmp_path / "stop"
+    missing = str(tmp_path / "no-such.weights.h5")  # a well-formed value, so only the kernel finds it missing
     result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02,03",
-                     "-p", "02:recipe=bogus", "--out", str(out))
+                     "-p", f"02:weights={missing}", "--out", str(out))
     assert result.returncode == 1
     assert "FAILED 02_baseline_cnn" in result.stderr and re.search(r"cell \d+ \(In \[\d+\]\)", result.stderr)
-    assert "RecipeError" in result.stderr and "recipe 'bogus'" in result.stderr
+    assert "`model = models.build(" in result.stderr  # the failing cell's first line, from papermill's error
+    assert "WeightsError" in result.stderr and "no-such.weights.h5" in result.stderr
     assert "03_finetune_vgg16: skipped" in result.stderr
     executed = nbformat.read(out / "notebooks" / "02_baseline_cnn.ipynb", as_version=4)
     errors = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs
               if o.output_type == "error"]
-    assert errors and errors[0]["ename"] == "RecipeError"
-    assert "FAILED at cell" in (out / "results.md").read_text()
+    assert errors and errors[0]["ename"] == "WeightsError"
+    cell = int(re.search(r"FAILED at cell (\d+)", (out / "results.md").read_text()).group(1))
+    assert executed.cells[cell].source.startswith("model = models.build(")  # position 1-based after papermill's banner
 
     out = tmp_path / "keep-going"
     result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "01,02,03",
-                     "-p", "02:recipe=bogus", "--keep-going", "--out", str(out))
+                     "-p", f"02:weights={missing}", "--keep-going", "--out", str(out))
     assert result.returncode == 1
     check_smoke_outputs(out, result, runner.select("01,03"), expect_failure=True)
     table = pd.read_csv(out / "results.csv").set_index("notebook")
@@ -276,7 +341,7 @@ def test_seed_summary_gives_mean_and_sd(tmp_path):
     assert table.loc["02_baseline_cnn", "test_accuracy_mean"] == pytest.approx(75.0)
     assert table.loc["02_baseline_cnn", "test_accuracy_sd"] == pytest.approx(7.0711, abs=1e-3)
     assert table.loc["02_baseline_cnn", "seeds"] == 2
-    assert "| 02_baseline_cnn | 2 | 75.0 ± 7.1 |" in md_path.read_text()
+    assert re.search(r"\| 02_baseline_cnn +\| +2 \| 75.0 ± 7.1 +\|", md_path.read_text())
 
 
 @pytest.mark.slow
@@ -296,7 +361,7 @@ def test_a_full_run_without_a_gpu_says_what_it_asks_for(monkeypatch):
     import shutil
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(runner.Path, "exists", lambda self: False)
+    monkeypatch.setattr(Path, "exists", lambda self: False)
     text = runner.cpu_warning(runner.select("02,08"), "full")
     assert "No NVIDIA GPU found" in text and "08 (23 epochs at 192x256)" in text and "PROFILE=smoke" in text
     assert runner.cpu_warning(runner.select("02"), "smoke") is None
