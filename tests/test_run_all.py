@@ -341,7 +341,7 @@ def test_seed_summary_gives_mean_and_sd(tmp_path):
     assert table.loc["02_baseline_cnn", "test_accuracy_mean"] == pytest.approx(75.0)
     assert table.loc["02_baseline_cnn", "test_accuracy_sd"] == pytest.approx(7.0711, abs=1e-3)
     assert table.loc["02_baseline_cnn", "seeds"] == 2
-    assert re.search(r"\| 02_baseline_cnn +\| +2 \| 75.0 ± 7.1 +\|", md_path.read_text())
+    assert re.search(r"\| 02_baseline_cnn +\| 2 +\| 75.0 ± 7.1 +\|", md_path.read_text())
 
 
 @pytest.mark.slow
