@@ -3,7 +3,7 @@
     python bench/source_probe.py --data /work/shared/data/ham10000 --images images_200x150
 
 Prints the images per source and class (with the nevus share), then the out-of-fold balanced accuracy of a
-logistic regression on colour statistics (``skinlib.sources.probe``: lesion-grouped 5-fold cross-validation)
+logistic regression on colour statistics (``skinlib.provenance.probe``: lesion-grouped 5-fold cross-validation)
 against chance (1 / sources) and its accuracy against always answering the largest source; once on all images,
 once on the nevi only (so the source cannot be read off the diagnosis). Images are decoded once at ``--size``
 and cached by ``skinlib.data.load_images``.
@@ -11,42 +11,34 @@ and cached by ``skinlib.data.load_images``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT))
+from _common import data_parser, format_table, machine  # puts the project on sys.path
 
-from _common import format_table, machine  # noqa: E402
-
-from skinlib import data, sources  # noqa: E402
+from skinlib import data, provenance
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=None, help="HAM10000 folder (default: $SKINLIB_DATA, else data/ham10000)")
-    parser.add_argument("--images", default=None, help="image folder inside --data, e.g. images_200x150")
+    parser = data_parser(__doc__)
     parser.add_argument("--size", type=int, nargs=2, default=(75, 100), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--subset", type=int, default=None, help="a class-stratified subset (a quick look)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     data_dir, images = data.locate(args.data, args.images)
-    meta = sources.attach(data.load_metadata(data_dir, images=images), data_dir)
+    meta = provenance.attach(data.load_metadata(data_dir, images=images), data_dir)
     if meta is None:
-        print(sources.UNAVAILABLE)
+        print(provenance.UNAVAILABLE)
         return 1
     meta = data.subset(meta, args.subset, seed=args.seed)
     print(machine())
-    print(sources.by_diagnosis(meta).to_string(float_format=lambda v: f"{v:.3f}"))
+    print(provenance.by_diagnosis(meta).to_string(float_format=lambda v: f"{v:.3f}"))
     arrays = data.load_images(meta, size=tuple(args.size))
     rows = []
     for within in (None, "nv"):
         start = time.perf_counter()
-        result = sources.probe(meta, arrays, folds=args.folds, seed=args.seed, within=within)
+        result = provenance.probe(meta, arrays, folds=args.folds, seed=args.seed, within=within)
         low, high = result.interval
         rows.append([within or "all", result.images, result.lesions, f"{result.balanced_accuracy:.3f}",
                      f"[{low:.3f}, {high:.3f}]", f"{result.chance:.3f}", f"{result.accuracy:.3f}",

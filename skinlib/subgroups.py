@@ -219,7 +219,7 @@ def _check_by(by, frame: pd.DataFrame, notes: list[str]) -> list[str]:
             continue
         note = (f"attribute {name!r} skipped: the frame has no `{column}` column"
                 + (" (the Kaggle metadata has no image source; use the Dataverse CSV, e.g. "
-                   "skinlib.sources.attach(meta, data_dir))" if name == "source" else ""))
+                   "skinlib.provenance.attach(meta, data_dir))" if name == "source" else ""))
         notes.append(note)
         if named:
             warnings.warn(note, stacklevel=3)

@@ -156,7 +156,7 @@ def _held_out_source(meta: pd.DataFrame, source: str | None) -> pd.Series:
     if "dataset" not in meta.columns:
         raise ValueError("split(protocol='source_out') needs the image source, the `dataset` column of the "
                          "Dataverse metadata (HAM10000_metadata_dataverse.csv); the Kaggle CSV lacks it. Load that "
-                         "file, or add the column with skinlib.sources.attach(meta, data_dir).")
+                         "file, or add the column with skinlib.provenance.attach(meta, data_dir).")
     present = sorted(meta["dataset"].dropna().astype(str).unique())
     if source is None or source not in present:
         given = "needs source=" if source is None else f"has no source {source!r}:"

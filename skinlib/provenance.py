@@ -6,10 +6,10 @@ HAM10000 pools four collections (the Dataverse metadata's ``dataset`` column): V
 taken with its own cameras and light; if a classifier can tell the source from colour alone, a network can use
 the source as a stand-in for the diagnosis::
 
-    >>> meta = sources.attach(meta, data_dir)        # adds `dataset` from the Dataverse CSV; None without it
-    >>> sources.by_diagnosis(meta)                   # images per source and class, with the nevus share
-    >>> result = sources.probe(meta, images)         # logistic regression on colour statistics, 5 lesion folds
-    >>> result.to_frame()                            # balanced accuracy against chance and the majority rate
+    >>> meta = provenance.attach(meta, data_dir)   # adds `dataset` from the Dataverse CSV; None without it
+    >>> provenance.by_diagnosis(meta)              # images per source and class, with the nevus share
+    >>> result = provenance.probe(meta, images)    # logistic regression on colour statistics, 5 lesion folds
+    >>> result.to_frame()                          # balanced accuracy against chance and the majority rate
 
 The probe is scored by lesion-grouped cross-validation (:class:`~sklearn.model_selection.StratifiedGroupKFold`
 over ``lesion_id``, stratified by source): no lesion has photos in both the fitted and the scored folds.
@@ -55,13 +55,13 @@ def attach(meta: pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame |
 def _check_source(meta: pd.DataFrame, caller: str) -> None:
     if SOURCE not in meta.columns:
         raise ValueError(f"{caller}: meta has no `{SOURCE}` column (the image source, in the Dataverse metadata "
-                         f"only); add it with sources.attach(meta, data_dir)")
+                         f"only); add it with provenance.attach(meta, data_dir)")
 
 
 def by_diagnosis(meta: pd.DataFrame) -> pd.DataFrame:
     """Images per source (rows) and class (columns), then ``images``, ``lesions`` and ``nv share`` (the share
     of the source's images that are nevi), and a ``total`` row."""
-    _check_source(meta, "sources.by_diagnosis")
+    _check_source(meta, "provenance.by_diagnosis")
     table = eda.dataset_sources(meta).T
     table.columns.name, table.index.name = "dx", "source"
     lesions = meta.groupby(meta[SOURCE].astype("string").fillna("unknown"))["lesion_id"].nunique()
@@ -152,13 +152,13 @@ def probe(meta: pd.DataFrame, images, folds: int = 5, seed: int = 0, within: str
     only the images of one class (e.g. ``"nv"``), so the source cannot be read off the diagnosis. The
     balanced accuracy's interval resamples lesions (:func:`skinlib.bootstrap.bootstrap_interval`).
     """
-    _check_source(meta, "sources.probe")
+    _check_source(meta, "provenance.probe")
     if len(images) != len(meta):
-        raise ValueError(f"sources.probe: {len(images)} images for {len(meta)} metadata rows")
+        raise ValueError(f"provenance.probe: {len(images)} images for {len(meta)} metadata rows")
     keep = meta[SOURCE].notna().to_numpy()
     if within is not None:
         if within not in set(meta["dx"]):
-            raise ValueError(f"sources.probe(within={within!r}): no such class in meta; present: "
+            raise ValueError(f"provenance.probe(within={within!r}): no such class in meta; present: "
                              f"{sorted(set(meta['dx']))}")
         keep = keep & (meta["dx"] == within).to_numpy()
     rows = np.flatnonzero(keep)
@@ -167,10 +167,10 @@ def probe(meta: pd.DataFrame, images, folds: int = 5, seed: int = 0, within: str
     lesions = frame["lesion_id"].to_numpy()
     counts = pd.Series(target).value_counts()
     if len(counts) < 2:
-        raise ValueError(f"sources.probe: needs images of two sources or more, got {dict(counts)}")
+        raise ValueError(f"provenance.probe: needs images of two sources or more, got {dict(counts)}")
     folds = min(folds, int(counts.min()), frame["lesion_id"].nunique())
     if folds < 2:
-        raise ValueError(f"sources.probe: too few images per source for two folds ({dict(counts)})")
+        raise ValueError(f"provenance.probe: too few images per source for two folds ({dict(counts)})")
     features = colour_features(images[rows] if isinstance(images, np.ndarray) else np.asarray(images)[rows])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
