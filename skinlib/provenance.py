@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from skinlib import bootstrap, eda
 from skinlib.data.metadata import read_metadata_table
@@ -174,7 +175,8 @@ def probe(meta: pd.DataFrame, images, folds: int = 5, seed: int = 0, within: str
     features = colour_features(images[rows] if isinstance(images, np.ndarray) else np.asarray(images)[rows])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(model, features, target, groups=lesions, cv=splitter)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: BLAS threads only contend for the cores
+        predicted = cross_val_predict(model, features, target, groups=lesions, cv=splitter)
     names = tuple(sorted(counts.index))
     codes = {name: k for k, name in enumerate(names)}
     truth, guess = (np.array([codes[v] for v in values]) for values in (target, predicted))
