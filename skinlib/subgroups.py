@@ -6,7 +6,7 @@ and brackets every metric with a 95 % interval that resamples lesions (:mod:`ski
     >>> result = evaluate.subgroups(y_test, proba, test, by=("sex", "age_60", "site"))
     >>> result.table          # attribute, group, images, lesions, balanced_accuracy, ..._low, ..._high
     >>> result.gaps           # per attribute: best and worst group by balanced accuracy, gap with interval
-    >>> result.to_dict()      # JSON-able, for a results record
+    >>> result.to_dict()      # JSON-able: outputs.record(..., subgroups=result.to_dict()) (the frames as rows)
 
 The attributes (:data:`ATTRIBUTES`, names for ``by``):
 
