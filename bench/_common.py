@@ -212,3 +212,13 @@ def model_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", default=["baseline", "vgg16"])
     parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("HEIGHT", "WIDTH"))
     return parser
+
+
+def data_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line shared by the scripts that read HAM10000: ``--data``, ``--images`` and ``--seed``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="HAM10000 folder (default: $SKINLIB_DATA, else data/ham10000)")
+    parser.add_argument("--images", default=None, help="image folder inside --data, e.g. images_200x150")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser

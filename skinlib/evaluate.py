@@ -35,6 +35,7 @@ from skinlib import CLASSES, bootstrap
 from skinlib.bootstrap import bootstrap_interval  # the one bootstrap, also available here
 from skinlib.calibration import DEFAULT_BINS, check_labels, check_proba, expected_calibration_error
 from skinlib.outputs import jsonable
+from skinlib.subgroups import subgroups  # noqa: F401  (metrics per sex, age, site, source: evaluate.subgroups)
 
 MELANOMA = "mel"
 IMAGE_INTERVALS_NOTE = ("intervals resample images: no lesion ids (groups) were given, e.g. for an external "

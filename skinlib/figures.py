@@ -191,3 +191,36 @@ def gradcam_grid(images, heatmaps, titles: Sequence[str] | None = None, ncols: i
 
     pictures = [overlay(image, heat, alpha=alpha) for image, heat in zip(images, heatmaps)]
     return image_grid(pictures, titles, ncols=ncols, path=path, title=title)
+
+
+def subgroup_metrics(result, metric: str = "balanced_accuracy", path: str | Path | None = None) -> Figure:
+    """Per group, ``metric`` with its interval: one panel of horizontal points and error bars per attribute.
+
+    ``result`` is :func:`skinlib.evaluate.subgroups`'s result (or its ``table``); ``metric`` one of its
+    metrics (``balanced_accuracy``, ``roc_auc_macro``, ``melanoma_sensitivity``, ``melanoma_specificity``).
+    """
+    table = getattr(result, "table", result)
+    if metric not in table.columns or f"{metric}_low" not in table.columns:
+        metrics = [c[:-4] for c in table.columns if c.endswith("_low")]
+        raise ValueError(f"subgroup_metrics(metric={metric!r}): not in the table; choose one of {metrics}")
+    attributes = list(dict.fromkeys(table["attribute"]))
+    if not attributes:
+        raise ValueError("subgroup_metrics: the table has no groups (no attribute of `by` was in the frame)")
+    heights = [max(1, (table["attribute"] == a).sum()) for a in attributes]
+    figure = Figure(figsize=(7, 0.45 * sum(heights) + 0.7 * len(attributes)))
+    axes = figure.subplots(len(attributes), 1, sharex=True, squeeze=False,
+                           gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, attribute in zip(axes, attributes):
+        rows = table[table["attribute"] == attribute].iloc[::-1]
+        value = rows[metric].to_numpy(dtype=float)
+        errors = np.abs(np.vstack([value - rows[f"{metric}_low"], rows[f"{metric}_high"] - value]))
+        ax.errorbar(value, np.arange(len(rows)), xerr=np.nan_to_num(errors), fmt="o", capsize=3)
+        ax.set_yticks(np.arange(len(rows)),
+                      [f"{g} ({n:,})" for g, n in zip(rows["group"], rows["images"])])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel(attribute)
+        ax.grid(axis="x", alpha=0.3)
+    unit = getattr(result, "interval_unit", "lesion")
+    axes[-1].set_xlabel(f"{metric.replace('_', ' ')} (interval over {unit}s; images per group)")
+    figure.tight_layout()
+    return _finish(figure, path)

@@ -143,3 +143,12 @@ def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data
     mixed = subprocess.run([sys.executable, "bench/leak_worth.py", str(tmp_path / "study"), str(tmp_path / "study"),
                             "--data", str(synthetic_data)], cwd=PROJECT, capture_output=True, text=True)
     assert mixed.returncode != 0 and "expected the protocols study and study_deleaked" in mixed.stderr
+
+
+def test_source_probe_on_a_subset(real_data):
+    output = run_script("bench/source_probe.py", "--subset", "200", "--size", "24", "32", "--data", str(real_data),
+                        "--images", "images_200x150")
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == ["all", "nv"]
+    assert all(0.0 <= float(row[3]) <= 1.0 and row[5] == "0.250" for row in rows)
+    assert "vidir_molemax" in output and "nv share" in output

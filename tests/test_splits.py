@@ -1,5 +1,6 @@
 """split(): the study's exact leaky split, and the grouped leakage-free one."""
 
+import pandas as pd
 import pytest
 
 from skinlib import CLASSES
@@ -92,3 +93,43 @@ def test_study_deleaked_keeps_the_study_test_set_and_drops_its_lesions_from_trai
     without = split(meta, "study_deleaked", val_size=0.1, duplicates=pairs)
     assert len(without.pairs_across(pairs).query("part_a == 'test' or part_b == 'test'")) == 0
     assert (len(without.train), len(without.val)) == (7608, 824)
+
+
+@pytest.fixture(scope="module")
+def dataverse(real_data):
+    return load_metadata(real_data / "HAM10000_metadata_dataverse.csv", images="images_200x150")
+
+
+def test_source_out_tests_on_one_source_and_trains_on_the_others(dataverse):
+    parts = split(dataverse, "source_out", source="vienna_dias", seed=0)
+    held = dataverse[dataverse["dataset"] == "vienna_dias"]
+    assert list(parts.test["image_id"]) == list(held["image_id"])
+    assert "vienna_dias" not in set(parts.train["dataset"]) | set(parts.val["dataset"])
+    lesions = {name: set(frame["lesion_id"]) for name, frame in parts.parts().items()}
+    assert not lesions["train"] & lesions["val"] and not lesions["test"] & (lesions["train"] | lesions["val"])
+    spanning = dataverse[dataverse["lesion_id"].isin(lesions["test"]) & (dataverse["dataset"] != "vienna_dias")]
+    assert len(parts.train) + len(parts.val) == len(dataverse) - len(held) - len(spanning)
+    assert len(parts.val) / (len(parts.train) + len(parts.val)) == pytest.approx(0.1, abs=0.02)
+    assert parts.protocol == "source_out"
+
+
+def test_source_out_keeps_near_duplicates_of_test_images_out_of_training(dataverse):
+    dataverse = subset(dataverse, 1500, seed=0)
+    test_image = dataverse[dataverse["dataset"] == "vienna_dias"].iloc[0]
+    other = dataverse[dataverse["dataset"] == "rosendahl"].iloc[0]
+    pairs = pd.DataFrame({"image_id_a": [test_image["image_id"]], "image_id_b": [other["image_id"]],
+                          "lesion_id_a": [test_image["lesion_id"]], "lesion_id_b": [other["lesion_id"]]})
+    parts = split(dataverse, "source_out", source="vienna_dias", duplicates=pairs)
+    kept = set(parts.train["lesion_id"]) | set(parts.val["lesion_id"])
+    assert other["lesion_id"] not in kept and parts.pairs_across(pairs).empty
+
+
+def test_source_out_refuses_what_it_cannot_split(meta, dataverse):
+    with pytest.raises(ValueError, match="needs the image source, the `dataset` column.*Dataverse"):
+        split(meta, "source_out", source="rosendahl")  # the Kaggle CSV has no `dataset`
+    with pytest.raises(ValueError, match="has no source 'vienna'.*rosendahl, vidir_modern, vidir_molemax, vienna_dias"):
+        split(dataverse, "source_out", source="vienna")
+    with pytest.raises(ValueError, match="needs source=.*sources present are rosendahl"):
+        split(dataverse, "source_out")
+    with pytest.raises(ValueError, match="source='rosendahl'.*protocol='source_out', not 'grouped'"):
+        split(dataverse, "grouped", source="rosendahl")

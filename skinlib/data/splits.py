@@ -7,7 +7,8 @@ split *images* at random, so a test image often has a sibling photo of the same 
 in one part, by merging their lesions into one group. ``protocol="study_deleaked"`` keeps the study's test set
 and removes from training and validation every image of a test lesion (and, given ``duplicates``, every
 near-duplicate of a test image): the same test images scored with and without the leak, which is what the leak
-is worth for one model.
+is worth for one model. ``protocol="source_out"`` (with ``source=``) tests on one image source (the Dataverse
+``dataset`` column) and trains and validates on the others: how far the model carries to a collection it never saw.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from skinlib.classes import CLASSES
 
-PROTOCOLS = ("study", "grouped", "study_deleaked")
+PROTOCOLS = ("study", "grouped", "study_deleaked", "source_out")
 PARTS = ("train", "val", "test")
 
 
@@ -93,7 +94,7 @@ class Split:
 
 
 def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size: float = 0.1,
-          test_size: float = 0.1, duplicates: pd.DataFrame | None = None) -> Split:
+          test_size: float = 0.1, duplicates: pd.DataFrame | None = None, source: str | None = None) -> Split:
     """Split metadata into train, validation and test.
 
     Args:
@@ -104,6 +105,10 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
             Images of one lesion land in different parts. ``"grouped"`` is leakage-free: no lesion in two
             parts, stratified by ``dx``, deterministic for a seed. ``"study_deleaked"``: the study's split with
             the images of its test lesions removed from train and validation (574 of their 9,013 images at seed 0).
+            ``"source_out"``: every image of the source ``source`` is the test set; the other sources give train
+            and validation, grouped and stratified as ``"grouped"``, with ``val_size`` their validation share;
+            images of a test lesion (or, given ``duplicates``, group) filed under another source are dropped
+            (9 lesions of HAM10000 span two sources). Needs the ``dataset`` column (the Dataverse metadata).
         seed: random seed.
         val_size: validation share of what remains after the test part ("study") or of all ("grouped").
         test_size: test share of all images.
@@ -111,12 +116,16 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
             one part (the lesions of each pair are merged into one group, :func:`duplicate_groups`);
             ``"study_deleaked"``: those of test images are removed from train and validation too. None (default):
             groups are the lesion ids.
+        source: the held-out image source of ``"source_out"`` (a value of ``dataset``, e.g. ``"rosendahl"``).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown split protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}.")
     missing = {"lesion_id", "dx"} - set(meta.columns)
     if missing:
         raise ValueError(f"split() needs the metadata columns {sorted(missing)}; use skinlib.data.load_metadata.")
+    if source is not None and protocol != "source_out":
+        raise ValueError(f"split(source={source!r}) holds out an image source and needs protocol='source_out', "
+                         f"not {protocol!r}.")
     if protocol == "study":
         if duplicates is not None:
             raise ValueError("split(protocol='study') reproduces the study's image-level split and takes no "
@@ -129,11 +138,31 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
         tested = set(groups.loc[study.test.index])
         train, val = (frame[~groups.loc[frame.index].isin(tested)] for frame in (study.train, study.val))
         test = study.test
+    elif protocol == "source_out":
+        groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
+        held = _held_out_source(meta, source)
+        test = meta[held]
+        rest = meta[~held & ~groups.isin(set(groups[held]))]
+        train, val = _grouped_holdout(rest, groups, val_size, seed + 1)
     else:
         groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
         rest, test = _grouped_holdout(meta, groups, test_size, seed)
         train, val = _grouped_holdout(rest, groups, val_size / (1.0 - test_size), seed + 1)
     return Split(train=train, val=val, test=test, protocol=protocol, seed=seed)
+
+
+def _held_out_source(meta: pd.DataFrame, source: str | None) -> pd.Series:
+    """The rows of image source ``source`` (``protocol="source_out"``), or a clear error."""
+    if "dataset" not in meta.columns:
+        raise ValueError("split(protocol='source_out') needs the image source, the `dataset` column of the "
+                         "Dataverse metadata (HAM10000_metadata_dataverse.csv); the Kaggle CSV lacks it. Load that "
+                         "file, or add the column with skinlib.provenance.attach(meta, data_dir).")
+    present = sorted(meta["dataset"].dropna().astype(str).unique())
+    if source is None or source not in present:
+        given = "needs source=" if source is None else f"has no source {source!r}:"
+        raise ValueError(f"split(protocol='source_out') {given} the image source to test on; the sources "
+                         f"present are {', '.join(present)}.")
+    return meta["dataset"] == source
 
 
 def _grouped_holdout(frame: pd.DataFrame, groups: pd.Series, size: float,
