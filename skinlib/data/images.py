@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from skinlib.config import cache_dir as default_cache_dir
 from skinlib.errors import ImageError, image_too_large
+from skinlib.pixels import eight_bit
 
 CACHE_FORMAT = 1  # bump when decoding changes, so older caches are not reused
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -34,7 +35,8 @@ ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and he
 def decode_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """One image as an RGB uint8 array of ``size`` = (height, width).
 
-    EXIF orientation is applied; the resize is LANCZOS, like the study. For a JPEG at least twice the
+    EXIF orientation is applied; a 16-bit greyscale image is brought to 8 bits by its range
+    (:func:`skinlib.pixels.eight_bit`), never saturated; the resize is LANCZOS, like the study. For a JPEG at least twice the
     target size, Pillow's draft mode first scales it in the DCT domain (by 1/2, 1/4 or 1/8, never
     below the target), which is several times faster than a full decode.
     """
@@ -44,7 +46,7 @@ def decode_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
             orientation = image.getexif().get(0x0112, 1)
             draft_size = (height, width) if orientation in ROTATING_ORIENTATIONS else (width, height)
             image.draft("RGB", draft_size)
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = eight_bit(ImageOps.exif_transpose(image)).convert("RGB")
             if image.size != (width, height):
                 image = image.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(image, dtype=np.uint8)
