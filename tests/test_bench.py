@@ -56,9 +56,11 @@ def test_measure_sees_an_allocation():
 def test_image_cache_dry_run(real_data):
     output = run_script("bench/image_cache.py", "--n", "20", "--dry-run", "--data", str(real_data))
     rows = {row[0].split(" (")[0]: row for row in table_rows(output)}
-    assert set(rows) == {"study", "floor", "skinlib load_images, cold", "skinlib load_images, warm"}
+    assert set(rows) == {"study", "floor", "skinlib load_images, cold", "skinlib load_images, warm",
+                         "warm without the checksum"}
     assert rows["study"][1] == "1.00" and rows["floor"][2] == "1.00"  # each ratio's own reference
-    assert "Floor, cold and warm arrays identical: yes" in output
+    assert "Floor, cold, warm and unchecked arrays identical: yes" in output
+    assert "warm / unchecked wall time" in output
     assert "cold time / floor time" in output and "Targets (dry run" in output
 
 

@@ -5,7 +5,9 @@ The study held the whole dataset as float32 (4.8 GB at 192x256). Here images sta
 as a memory-mapped ``.npy`` in :func:`skinlib.config.cache_dir`, named by the image list and size and
 checked against each file's size and modification time, so a second call returns at once and a changed
 file is noticed. The cache is written to a temporary file and renamed: an interrupted build never
-leaves a corrupt cache behind.
+leaves a corrupt cache behind. Beside it, ``<cache>.crc32`` holds a CRC-32 of the middle row of every image
+(:func:`sample_checksum`: a few pages per thousand images, so a cache hit stays cheap); a cache overwritten in
+place (zeroed, or another array of the same size) no longer matches it and is rebuilt with a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import uuid
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -92,6 +95,29 @@ def file_stamps(paths: list[str]) -> str:
     return stats.hexdigest()
 
 
+def sample_checksum(images: np.ndarray) -> int:
+    """CRC-32 of the middle row of every image of an (N, height, width, 3) array: reads about one page per image,
+    and changes when any image is overwritten as a whole (zeroed, say)."""
+    if images.size == 0:
+        return zlib.crc32(b"")
+    return zlib.crc32(np.ascontiguousarray(images[:, images.shape[1] // 2]).data)
+
+
+def checksum_file(target: Path) -> Path:
+    """Where the cache ``target``'s :func:`sample_checksum` is kept: ``<target>.crc32``, beside it."""
+    return target.with_name(target.name + ".crc32")
+
+
+def cache_problem(target: Path, images: np.ndarray) -> str | None:
+    """Why the cached ``images`` read from ``target`` cannot be trusted (checksum absent or different), or None."""
+    try:
+        stored = int(checksum_file(target).read_text().strip())
+    except (OSError, ValueError):
+        return f"its checksum file '{checksum_file(target).name}' is missing or unreadable"
+    found = sample_checksum(images)
+    return None if found == stored else f"its contents changed (CRC-32 {found:08x}, stored {stored:08x})"
+
+
 def decode_into(out: np.ndarray, paths: list[str], size: tuple[int, int], workers: int, progress: bool,
                 errors: str) -> list[int]:
     """Decode ``paths`` into ``out`` with a pool of threads (Pillow releases the GIL); return failed rows."""
@@ -123,12 +149,17 @@ def build_cache(target: Path, prefix: str, paths: list[str], size: tuple[int, in
         out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), *size, 3))
         decode_into(out, paths, size, workers, progress, errors="raise")
         out.flush()
+        checksum = sample_checksum(out)
         del out
         os.replace(temporary, target)
+        sums = checksum_file(target)
+        sums.with_name(temporary.name + ".crc32").write_text(f"{checksum}\n")
+        os.replace(sums.with_name(temporary.name + ".crc32"), sums)
     finally:
         temporary.unlink(missing_ok=True)
-    for stale in target.parent.glob(f"{prefix}-*.npy"):
-        if stale != target:
+        checksum_file(temporary).unlink(missing_ok=True)
+    for stale in [*target.parent.glob(f"{prefix}-*.npy"), *target.parent.glob(f"{prefix}-*.npy.crc32")]:
+        if stale not in (target, checksum_file(target)):
             stale.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
 
@@ -162,9 +193,17 @@ def load_images(frame: pd.DataFrame | Iterable[str | Path], size: tuple[int, int
         target, prefix = cache_file(paths, size, folder)
         if target.is_file():
             try:
-                return np.load(target, mmap_mode="r")
+                cached = np.load(target, mmap_mode="r")
             except (ValueError, OSError):
-                target.unlink(missing_ok=True)  # unreadable cache: rebuild it
+                cached, problem = None, "it cannot be read as an array"
+            else:
+                problem = cache_problem(target, cached)
+            if problem is None:
+                return cached
+            warnings.warn(f"The image cache '{target}' is not used: {problem}. Rebuilding it from the images.",
+                          stacklevel=2)
+            del cached
+            target.unlink(missing_ok=True)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             return build_cache(target, prefix, paths, size, workers, progress)
