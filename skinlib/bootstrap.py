@@ -11,8 +11,10 @@ exactly the metric of the rows repeated ``weights`` times, so resamples of unequ
 rectangular (resamples, rows) array::
 
     >>> bootstrap_interval(accuracy, y_true, y_pred, groups=lesion_ids)       # over lesions
-    >>> def gain(y, a, b, weights): return accuracy(y, a, weights) - accuracy(y, b, weights)
+    >>> gain = paired_difference(accuracy)                                     # metric(a) - metric(b)
     >>> bootstrap_interval(gain, y_true, pred_a, pred_b, groups=lesion_ids)   # paired: same lesions
+    >>> part_gap = paired_difference(balanced_accuracy, first=leaked, second=~leaked)
+    >>> bootstrap_interval(part_gap, y_true, y_pred, y_pred, groups=lesion_ids)  # one model, two parts
 
 Every metric takes ``weights`` of shape (N,) or (resamples, N) (None: each row once) and returns one value
 per resample; like scikit-learn, it averages over the classes present in that resample.
@@ -99,6 +101,31 @@ def bootstrap_interval(statistic: Statistic, *samples, groups=None, n_resamples:
     return percentile_interval(np.concatenate(values), confidence_level)
 
 
+def paired_difference(metric: Statistic, first=None, second=None) -> Statistic:
+    """The paired statistic ``metric(first rows, pred_first) - metric(second rows, pred_second)``.
+
+    The returned function takes ``(y_true, pred_first, pred_second, weights=None)`` like the metrics here, so
+    :func:`bootstrap_interval` resamples both terms from the same groups. ``first`` and ``second`` are boolean
+    row masks (None: every row): two models on the same images (masks None), or one model on two parts of a
+    test set (the same predictions twice, two masks).
+    """
+    def rows(mask, n: int):
+        if mask is None:
+            return slice(None)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"paired_difference: a row mask of shape {mask.shape} for {n} rows; give one "
+                             f"True/False per row")
+        return mask
+
+    def statistic(y_true, pred_first, pred_second, weights=None):
+        y_true, pred_first, pred_second = (np.asarray(v) for v in (y_true, pred_first, pred_second))
+        w = _weights(weights, len(y_true))
+        a, b = rows(first, len(y_true)), rows(second, len(y_true))
+        return metric(y_true[a], pred_first[a], w[..., a]) - metric(y_true[b], pred_second[b], w[..., b])
+    return statistic
+
+
 # ----------------------------------------------------------------------------------------------------
 # Metrics with integer weights (one value per resample)
 # ----------------------------------------------------------------------------------------------------
@@ -138,6 +165,24 @@ def balanced_accuracy(y_true, y_pred, weights=None) -> np.ndarray:
     hits, support, _ = class_counts(y_true, y_pred, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         return _nanmean(np.where(support > 0, hits / support, np.nan))
+
+
+def reweighted_accuracy(y_true, y_pred, weights=None, shares: Sequence[float] | None = None) -> np.ndarray:
+    """Accuracy reweighted to the class mix ``shares`` (one share per class; direct standardisation): the
+    ``shares``-weighted mean of the per-class recalls, over the classes present in each resample (their shares
+    renormalised to sum to 1). On a set whose own class shares are ``shares`` this is its accuracy; with equal
+    shares it is the balanced accuracy. Two sets with different class mixes compare fairly at one ``shares``."""
+    if shares is None:
+        raise ValueError("reweighted_accuracy needs shares: one share per class (e.g. a test set's class shares)")
+    shares = np.asarray(shares, dtype=np.float64)
+    hits, support, _ = class_counts(y_true, y_pred, weights, max(len(shares), _n_classes(y_true, y_pred)))
+    if support.shape[-1] != len(shares):
+        raise ValueError(f"reweighted_accuracy: {len(shares)} shares for labels up to {support.shape[-1] - 1}; "
+                         f"give one share per class")
+    present = np.where(support > 0, shares, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, 0.0)
+        return (present * recall).sum(axis=-1) / present.sum(axis=-1)
 
 
 def macro_f1(y_true, y_pred, weights=None, labels: Sequence[int] | None = None) -> np.ndarray:
