@@ -76,6 +76,35 @@ def percentile_interval(values: np.ndarray, confidence_level: float = 0.95) -> t
     return (float(low), float(high))
 
 
+def percentile_p_value(values: np.ndarray, null: float = 0.0) -> float:
+    """Two-sided percentile-bootstrap p-value of ``null``: twice the smaller share of the resampled values at or
+    below and at or above it (capped at 1), i.e. the smallest 1 - level at which the percentile interval
+    excludes ``null``; NaN values left out, NaN if none is left."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan
+    return float(min(1.0, 2 * min(np.mean(values <= null), np.mean(values >= null))))
+
+
+def bootstrap_values(statistic: Statistic, *samples, groups=None, n_resamples: int = 1000,
+                     seed: int = 0) -> np.ndarray:
+    """``statistic(*samples, weights=counts)`` on each of ``n_resamples`` resamples of ``groups`` (see
+    :func:`bootstrap_interval`); empty for fewer than two groups."""
+    if not samples:
+        raise ValueError("bootstrap_interval needs at least one sample array")
+    n = len(samples[0])
+    if any(len(sample) != n for sample in samples):
+        raise ValueError(f"samples must have the same number of rows, got {[len(s) for s in samples]}")
+    codes, n_groups = group_codes(groups, n)
+    if n_groups < 2:
+        return np.empty(0)
+    arrays = [np.asarray(sample) for sample in samples]
+    values = [np.asarray(statistic(*arrays, weights=weights), dtype=np.float64).reshape(len(weights))
+              for weights in resample_weights(codes, n_groups, n_resamples, seed)]
+    return np.concatenate(values)
+
+
 def bootstrap_interval(statistic: Statistic, *samples, groups=None, n_resamples: int = 1000,
                        confidence_level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(*samples, weights=counts)``, resampling ``groups``.
@@ -87,18 +116,8 @@ def bootstrap_interval(statistic: Statistic, *samples, groups=None, n_resamples:
     samples share the resampled groups (a paired bootstrap). Resamples where the statistic is NaN (e.g. a
     class absent) are left out. (NaN, NaN) for fewer than two groups.
     """
-    if not samples:
-        raise ValueError("bootstrap_interval needs at least one sample array")
-    n = len(samples[0])
-    if any(len(sample) != n for sample in samples):
-        raise ValueError(f"samples must have the same number of rows, got {[len(s) for s in samples]}")
-    codes, n_groups = group_codes(groups, n)
-    if n_groups < 2:
-        return (math.nan, math.nan)
-    arrays = [np.asarray(sample) for sample in samples]
-    values = [np.asarray(statistic(*arrays, weights=weights), dtype=np.float64).reshape(len(weights))
-              for weights in resample_weights(codes, n_groups, n_resamples, seed)]
-    return percentile_interval(np.concatenate(values), confidence_level)
+    values = bootstrap_values(statistic, *samples, groups=groups, n_resamples=n_resamples, seed=seed)
+    return percentile_interval(values, confidence_level)
 
 
 def paired_difference(metric: Statistic, first=None, second=None) -> Statistic:
