@@ -78,13 +78,15 @@ def percentile_interval(values: np.ndarray, confidence_level: float = 0.95) -> t
 
 def percentile_p_value(values: np.ndarray, null: float = 0.0) -> float:
     """Two-sided percentile-bootstrap p-value of ``null``: twice the smaller share of the resampled values at or
-    below and at or above it (capped at 1), i.e. the smallest 1 - level at which the percentile interval
-    excludes ``null``; NaN values left out, NaN if none is left."""
+    below and at or above it, capped at 1 (about the smallest 1 - level at which the percentile interval excludes
+    ``null``). The shares count as (k + 1) / (resamples + 1), so the p-value is never 0: at least
+    2 / (resamples + 1), the resolution of the resamples. NaN values left out, NaN if none is left."""
     values = np.asarray(values, dtype=np.float64)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return math.nan
-    return float(min(1.0, 2 * min(np.mean(values <= null), np.mean(values >= null))))
+    below, above = np.sum(values <= null), np.sum(values >= null)
+    return float(min(1.0, 2 * (min(below, above) + 1) / (values.size + 1)))
 
 
 def bootstrap_values(statistic: Statistic, *samples, groups=None, n_resamples: int = 1000,

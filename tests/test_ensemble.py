@@ -191,6 +191,7 @@ def test_compare_adjusts_three_members_with_holm_on_both_metrics():
     adjusted = table.loc[compared, ["accuracy_gain_p_holm", "balanced_accuracy_gain_p_holm"]].to_numpy().ravel()
     np.testing.assert_allclose(adjusted, ensemble.holm(raw))
     assert (adjusted >= raw).all() and table.loc["twin", "accuracy_gain_p"] == 1.0
+    assert table.loc["strong", "accuracy_gain_p"] == pytest.approx(2 / 401)  # no resample at or below 0
     for name in compared:
         row = table.loc[name]
         assert row["significant"] == (row["significant_accuracy"] or row["significant_balanced_accuracy"])
