@@ -111,7 +111,8 @@ def mcnemar(y_true, pred_a, pred_b, exact: bool = True, *, groups=None,
       for clustered data", Stat. Med. 17:1495) as simplified by Yang, Sun & Hardin (2010, Biometrical J.
       52:638): ``statistic`` = (sum_k (b_k - c_k))^2 / sum_k (b_k - c_k)^2 = (b - c)^2 / sum_k (b_k - c_k)^2.
     * ``clustered="durkalski"``: Durkalski et al. (2003, Stat. Med. 22:2417), each group's discordance as a
-      share of its images: (sum_k (b_k - c_k) / n_k)^2 / sum_k ((b_k - c_k) / n_k)^2.
+      share of its images: (sum_k (b_k - c_k) / n_k)^2 / sum_k ((b_k - c_k) / n_k)^2 (the form the R package
+      clust.bin.pair implements; tests/test_ensemble.py checks both statistics on a toy computed by hand).
 
     Fewer than ``MIN_DISCORDANT_GROUPS`` groups with a discordant image give a warning with the count. A
     small ``p_value`` means the two differ by more than chance. ``test`` names the test used;
