@@ -41,8 +41,8 @@ def decode_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """One image as an RGB uint8 array of ``size`` = (height, width).
 
     EXIF orientation is applied; a 16-bit greyscale image is brought to 8 bits by its range
-    (:func:`skinlib.pixels.eight_bit`), never saturated; the resize is LANCZOS, like the study. For a JPEG at least twice the
-    target size, Pillow's draft mode first scales it in the DCT domain (by 1/2, 1/4 or 1/8, never
+    (:func:`skinlib.pixels.eight_bit`), never saturated; the resize is LANCZOS, like the study. For a JPEG at
+    least twice the target size, Pillow's draft mode first scales it in the DCT domain (by 1/2, 1/4 or 1/8, never
     below the target), which is several times faster than a full decode.
     """
     height, width = size
@@ -156,9 +156,8 @@ def build_cache(target: Path, prefix: str, paths: list[str], size: tuple[int, in
         checksum = sample_checksum(out)
         del out
         os.replace(temporary, target)
-        sums = checksum_file(target)
-        sums.with_name(temporary.name + ".crc32").write_text(f"{checksum}\n")
-        os.replace(sums.with_name(temporary.name + ".crc32"), sums)
+        checksum_file(temporary).write_text(f"{checksum}\n")
+        os.replace(checksum_file(temporary), checksum_file(target))
     finally:
         temporary.unlink(missing_ok=True)
         checksum_file(temporary).unlink(missing_ok=True)
