@@ -33,7 +33,7 @@ from skinlib.errors import ImageError, image_too_large
 from skinlib.pixels import eight_bit
 
 CACHE_FORMAT = 1  # bump when decoding changes, so older caches are not reused
-CHECKED_IMAGES = 256  # images whose middle row the cache's checksum covers (each costs a page read on a hit)
+CHECKED_IMAGES = 64  # images whose middle row the cache's checksum covers (each costs a page read on a hit)
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
