@@ -5,6 +5,10 @@
   (DCT-domain downscale) and the same LANCZOS resize into a preallocated uint8 array, nothing else.
 * ``cold``: ``skinlib.data.load_images`` with an empty cache folder (decode, write the cache, map it).
 * ``warm``: ``skinlib.data.load_images`` again: a cache hit, every page of the array then read once.
+* ``unchecked``: the same cache hit without the cache's checksum (:func:`skinlib.data.images.sample_checksum`,
+  issue 22): ``load_images`` with that check switched off, as before, every page then read. Warm / unchecked is
+  what the checksum costs a cache hit (target <= 1.05); the two run ``--hits`` times per round, in pairs whose
+  order alternates, since a cache hit takes a fraction of a second and the page cache favours whoever runs second.
 
 The 239 originals (``images_600x450`` of the shared data, or ``--data``/``$SKINLIB_TEST_DATA``) are repeated
 to N files with distinct names in a temporary folder: real copies by default (distinct inodes, so the page
@@ -35,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (PROJECT, Target, format_table, machine, measure, median, print_targets,  # noqa: E402
                      report_result, run_worker)
 
-METHODS = ("study", "floor", "cold", "warm")
+METHODS = ("study", "floor", "cold", "warm", "unchecked")
 ORIGINALS = "images_600x450"
 PAGE = 4096
 
@@ -83,6 +87,14 @@ def skinlib_way(paths: list[str], size: tuple[int, int], workers: int, cache_dir
     return load_images(paths, size, cache_dir=cache_dir, workers=workers, progress=False)
 
 
+def unchecked_way(paths: list[str], size: tuple[int, int], workers: int, cache_dir: str):
+    """``load_images`` with the cache's checksum check switched off: the cache hit as it was before issue 22."""
+    from skinlib.data import images
+
+    images.cache_problem = lambda target, cached: None  # trust the cache, as before the checksum
+    return images.load_images(paths, size, cache_dir=cache_dir, workers=workers, progress=False)
+
+
 def touch(array) -> int:
     """Read one byte of every page, so that a lazily mapped array is really in memory."""
     import numpy as np
@@ -95,13 +107,15 @@ def worker(args) -> None:
     size = tuple(args.size)
     import numpy as np  # noqa: F401  (imports happen before the measurement)
     import PIL.Image  # noqa: F401
-    if args.worker in ("cold", "warm"):
+    if args.worker in ("cold", "warm", "unchecked"):
         import skinlib.data  # noqa: F401
     with measure() as m:
         if args.worker == "study":
             array = study_way(paths, size)
         elif args.worker == "floor":
             array = floor_way(paths, size, args.workers)
+        elif args.worker == "unchecked":
+            array = unchecked_way(paths, size, args.workers, args.cache_dir)
         else:
             array = skinlib_way(paths, size, args.workers, args.cache_dir)
         touch(array)
@@ -143,6 +157,7 @@ def run(args) -> bool:
         sys.exit(f"No JPEGs in '{originals_dir}': pass --data (or set SKINLIB_TEST_DATA) to the HAM10000 "
                  f"folder that holds {ORIGINALS}/.")
     repeats = 1 if args.dry_run and args.repeats is None else (args.repeats or 3)
+    args.hits = 1 if args.dry_run and args.hits is None else (args.hits or 5)
     workers = args.workers or os.cpu_count() or 1
     scratch = Path(tempfile.mkdtemp(prefix="skinlib-bench-images-"))
     try:
@@ -154,8 +169,9 @@ def run(args) -> bool:
         results: dict[str, list[dict]] = {m: [] for m in METHODS}
         warm_cache = scratch / "cache-warm"
         for round_ in range(repeats):
-            for method in METHODS:
-                cache = warm_cache if method == "warm" else scratch / f"cache-cold-{round_}"
+            hits = [("warm", "unchecked")[::1 if (round_ * args.hits + k) % 2 == 0 else -1] for k in range(args.hits)]
+            for method in [*METHODS[:3], *(m for pair in hits for m in pair)]:  # warm/unchecked pairs, alternating
+                cache = warm_cache if method in ("warm", "unchecked") else scratch / f"cache-cold-{round_}"
                 result = run_worker([*common, "--worker", method, "--cache-dir", str(cache)])
                 results[method].append(result)
                 if method == "cold":
@@ -181,6 +197,7 @@ def summarize(args, results: dict[str, list[dict]], repeats: int, workers: int) 
         "floor": f"floor ({workers} threads, draft decode + LANCZOS)",
         "cold": "skinlib load_images, cold (no cache)",
         "warm": "skinlib load_images, warm (cache hit, all pages read)",
+        "unchecked": "warm without the checksum (the cache hit before issue 22)",
     }
     rows = [[labels[m], seconds["study"] / seconds[m], seconds["floor"] / seconds[m], cpu["study"] / cpu[m],
              cpu["floor"] / cpu[m], peak[m] / array_bytes] for m in METHODS]
@@ -200,14 +217,20 @@ def summarize(args, results: dict[str, list[dict]], repeats: int, workers: int) 
           + ", ".join(f"{m} {n / seconds[m]:.0f} img/s ({1000 * cpu[m] / n:.2f} CPU-ms/img)" for m in METHODS)
           + f"; uint8 array {array_bytes / 2**20:.0f} MiB; peak memory = "
           f"{results['floor'][0]['memory_method']} (resident set incl. mapped cache pages), fresh process each.")
-    same = len({r["sha1"] for m in ("floor", "cold", "warm") for r in results[m]}) == 1
-    print(f"Floor, cold and warm arrays identical: {'yes' if same else 'NO'}")
+    same = len({r["sha1"] for m in ("floor", "cold", "warm", "unchecked") for r in results[m]}) == 1
+    print(f"Floor, cold, warm and unchecked arrays identical: {'yes' if same else 'NO'}")
+    print(f"Checksum cost on a cache hit, measured side by side: warm / unchecked wall time "
+          f"{seconds['warm'] / seconds['unchecked']:.3f}, CPU time {cpu['warm'] / cpu['unchecked']:.3f} "
+          f"(median of {len(results['warm'])} runs each; per pair: " + ", ".join(
+              f"{w['seconds'] / u['seconds']:.2f}" for w, u in zip(results["warm"], results["unchecked"])) + ")")
     targets = [
         Target("cold speed / study speed", seconds["study"] / seconds["cold"], 10.0),
         Target("cold time / floor time", seconds["cold"] / seconds["floor"], 1.25, at_least=False),
         Target("warm speed / study speed", seconds["study"] / seconds["warm"], 100.0),
         Target("cold peak memory / uint8 array", peak["cold"] / array_bytes, 1.5, at_least=False),
         Target("warm peak memory / uint8 array", peak["warm"] / array_bytes, 1.5, at_least=False),
+        Target("warm time / unchecked warm time (checksum cost)", seconds["warm"] / seconds["unchecked"], 1.05,
+               at_least=False),
     ]
     held = print_targets(targets, args.dry_run) and same
     cores_needed = 10.0 / (cpu["study"] / cpu["cold"])
@@ -225,6 +248,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(default_data()), help="HAM10000 folder holding images_600x450/")
     parser.add_argument("--repeats", type=int, default=None, help="rounds of all methods (default 3; 1 dry)")
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: all cores)")
+    parser.add_argument("--hits", type=int, default=None, help="warm/unchecked pairs per round (default 5; 1 dry)")
     parser.add_argument("--link", choices=("copy", "hardlink"), default="copy")
     parser.add_argument("--dry-run", action="store_true", help="one round; targets shown but not judged")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)

@@ -1,13 +1,24 @@
-"""What the study's leak is worth to one notebook: its model trained on the study's split against the same
-notebook trained without the test lesions (``--protocol study_deleaked``), scored on the same test images.
+"""What the study's leak is worth to one notebook: its model trained on the study's split, the same notebook trained
+without the test lesions (``--protocol study_deleaked``) and, as the control, trained with as many images removed
+at random (``--protocol study_control``: the deleaked split's size and class mix, the leak kept), all scored on
+the same test images.
 
     python run_all.py --protocol study --only 02 --seeds 0,1,2 --out runs/leaky
     python run_all.py --protocol study_deleaked --only 02 --seeds 0,1,2 --out runs/deleaked
-    python bench/leak_worth.py runs/leaky runs/deleaked --notebook 02_baseline_cnn
+    python run_all.py --protocol study_control --only 02 --seeds 0,1,2 --out runs/control
+    python bench/leak_worth.py runs/leaky runs/deleaked runs/control --notebook 02_baseline_cnn
 
-For each seed it loads both exported models, checks that the two records describe the same test set, and prints
-``ensemble.compare``'s table: accuracy and balanced accuracy of each, the gain of the leaky model with a paired
-95 % interval over lesions, and the clustered McNemar test. A last table gives the mean gain over the seeds.
+Removing the test lesions both takes the leak away and leaves less (and other) training data, so leaky against
+deleaked mixes the two. With the control the difference splits in two comparisons:
+
+* leak: control against deleaked (same size and class mix; only the control has the test lesions);
+* size: leaky against control (the same leak, minus the images removed at random).
+
+For each seed it loads the exported models, checks that the records describe the same test set, and prints
+``ensemble.compare``'s table for each comparison: accuracy and balanced accuracy of each model, the gain with a
+paired 95 % interval over lesions, Holm-adjusted p-values, and the clustered McNemar test (Obuchowski 1998 as
+simplified by Yang et al. 2010). A last table gives the mean gains over the seeds. Without the control folder it
+prints leaky against deleaked only, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +35,12 @@ sys.path.insert(0, str(PROJECT))
 
 from skinlib import data, ensemble, evaluate, export, outputs, settings  # noqa: E402
 
+# comparison -> (the model whose gain is reported, the model it is compared with)
+COMPARISONS = {"leak (control vs deleaked)": ("control", "deleaked"),
+               "size (leaky vs control)": ("leaky", "control"),
+               "total (leaky vs deleaked)": ("leaky", "deleaked")}
+PROTOCOLS = {"leaky": "study", "deleaked": "study_deleaked", "control": "study_control"}
+
 
 def seed_folders(root: Path) -> list[Path]:
     """``root/seed<k>`` folders of a ``run_all.py --seeds`` run, or ``root`` itself for a single run."""
@@ -38,42 +55,65 @@ def read_parameters(folder: Path, notebook: str) -> dict:
         raise SystemExit(str(error)) from None
 
 
+def check_same_test_set(folders: dict[str, Path], notebook: str) -> dict:
+    """The leaky run's parameters, after checking each run's protocol and that all describe one test set."""
+    parameters = {name: read_parameters(folder, notebook) for name, folder in folders.items()}
+    found = {name: p["protocol"] for name, p in parameters.items()}
+    if found != {name: PROTOCOLS[name] for name in folders}:
+        expected = " and ".join(PROTOCOLS[name] for name in folders)
+        got = ", ".join(f"{protocol} ({folders[name]})" for name, protocol in found.items())
+        raise SystemExit(f"expected the protocols {expected}, got {got}")
+    same = (*(key for key in settings.SPLIT_KEYS if key not in ("protocol", "merged_duplicates")), "image_size")
+    leaky = parameters["leaky"]
+    for name, other in parameters.items():
+        if any(leaky[key] != other[key] for key in same):
+            raise SystemExit(f"{folders['leaky']} and {folders[name]} differ in {', '.join(same)}: not the same "
+                             f"test set")
+    return leaky
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("leaky", type=Path, help="run_all output folder of --protocol study")
     parser.add_argument("deleaked", type=Path, help="run_all output folder of --protocol study_deleaked")
+    parser.add_argument("control", type=Path, nargs="?", default=None,
+                        help="run_all output folder of --protocol study_control (optional: splits the difference "
+                             "into leak and size)")
     parser.add_argument("--notebook", default="02_baseline_cnn")
     parser.add_argument("--data", type=Path, default=None, help="HAM10000 folder (default: as run_all.py finds it)")
     parser.add_argument("--images", default=None, help="image folder inside --data, e.g. images_200x150")
     args = parser.parse_args(argv)
     data_dir, images = data.locate(args.data, args.images)
     meta = data.load_metadata(data_dir, images=images)
-    gains = []
-    for leaky_folder, deleaked_folder in zip(seed_folders(args.leaky), seed_folders(args.deleaked)):
-        leaky, deleaked = (read_parameters(f, args.notebook) for f in (leaky_folder, deleaked_folder))
-        if (leaky["protocol"], deleaked["protocol"]) != ("study", "study_deleaked"):
-            raise SystemExit(f"expected the protocols study and study_deleaked, got {leaky['protocol']} "
-                             f"({leaky_folder}) and {deleaked['protocol']} ({deleaked_folder})")
-        same = (*(key for key in settings.SPLIT_KEYS if key not in ("protocol", "merged_duplicates")), "image_size")
-        if any(leaky[key] != deleaked[key] for key in same):
-            raise SystemExit(f"{leaky_folder} and {deleaked_folder} differ in {', '.join(same)}: not the same test set")
+    roots = {"leaky": args.leaky, "deleaked": args.deleaked, **({"control": args.control} if args.control else {})}
+    comparisons = {name: pair for name, pair in COMPARISONS.items() if set(pair) <= set(roots)}
+    gains: dict[str, list] = {name: [] for name in comparisons}
+    for seeded in zip(*(seed_folders(root) for root in roots.values())):
+        folders = dict(zip(roots, seeded))
+        leaky = check_same_test_set(folders, args.notebook)
         test = data.subset(meta, leaky["subset"], seed=leaky["seed"])
         test = data.split(test, protocol="study", seed=leaky["seed"], val_size=leaky["val_size"]).test
         images_test = data.load_images(test, size=tuple(leaky["image_size"]))
         probas = {name: evaluate.predict(export.load(folder / "models" / f"{args.notebook}.keras"), images_test)
-                  for name, folder in (("leaky", leaky_folder), ("deleaked", deleaked_folder))}
-        table = ensemble.compare(test["label"].to_numpy(), probas, reference="leaky",
-                                 groups=test["lesion_id"].to_numpy(), seed=leaky["seed"])
-        print(f"\nseed {leaky['seed']}: {len(test)} test images, {test['lesion_id'].nunique()} lesions\n")
-        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-        gains.append(table.loc["deleaked"])
-    frame = pd.DataFrame(gains)
-    print(f"\nGain of the leaky model over {len(frame)} seed(s), mean ± sd (percentage points):")
-    for metric in ("accuracy_gain", "balanced_accuracy_gain"):
-        values = 100 * frame[metric].to_numpy(dtype=float)
-        spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-        print(f"  {metric}: {values.mean():+.1f} ± {spread:.1f}")
+                  for name, folder in folders.items()}
+        print(f"\nseed {leaky['seed']}: {len(test)} test images, {test['lesion_id'].nunique()} lesions")
+        for comparison, (better, other) in comparisons.items():
+            table = ensemble.compare(test["label"].to_numpy(), {better: probas[better], other: probas[other]},
+                                     reference=better, groups=test["lesion_id"].to_numpy(), seed=leaky["seed"])
+            print(f"\n{comparison}: gain of {better} over {other}\n")
+            print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+            gains[comparison].append(table.loc[other])
+    for comparison, rows in gains.items():
+        frame = pd.DataFrame(rows)
+        print(f"\n{comparison} over {len(frame)} seed(s), mean ± sd (percentage points):")
+        for metric in ("accuracy_gain", "balanced_accuracy_gain"):
+            values = 100 * frame[metric].to_numpy(dtype=float)
+            spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            print(f"  {metric}: {values.mean():+.1f} ± {spread:.1f}")
+    if "control" not in roots:
+        print("\n(leaky vs deleaked mixes the leak with the images removed; give the study_control run as a third "
+              "folder to separate them)")
     return 0
 
 

@@ -11,8 +11,10 @@ exactly the metric of the rows repeated ``weights`` times, so resamples of unequ
 rectangular (resamples, rows) array::
 
     >>> bootstrap_interval(accuracy, y_true, y_pred, groups=lesion_ids)       # over lesions
-    >>> def gain(y, a, b, weights): return accuracy(y, a, weights) - accuracy(y, b, weights)
+    >>> gain = paired_difference(accuracy)                                     # metric(a) - metric(b)
     >>> bootstrap_interval(gain, y_true, pred_a, pred_b, groups=lesion_ids)   # paired: same lesions
+    >>> part_gap = paired_difference(balanced_accuracy, first=leaked, second=~leaked)
+    >>> bootstrap_interval(part_gap, y_true, y_pred, y_pred, groups=lesion_ids)  # one model, two parts
 
 Every metric takes ``weights`` of shape (N,) or (resamples, N) (None: each row once) and returns one value
 per resample; like scikit-learn, it averages over the classes present in that resample.
@@ -74,6 +76,37 @@ def percentile_interval(values: np.ndarray, confidence_level: float = 0.95) -> t
     return (float(low), float(high))
 
 
+def percentile_p_value(values: np.ndarray, null: float = 0.0) -> float:
+    """Two-sided percentile-bootstrap p-value of ``null``: twice the smaller share of the resampled values at or
+    below and at or above it, capped at 1 (about the smallest 1 - level at which the percentile interval excludes
+    ``null``). The shares count as (k + 1) / (resamples + 1), so the p-value is never 0: at least
+    2 / (resamples + 1), the resolution of the resamples. NaN values left out, NaN if none is left."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan
+    below, above = np.sum(values <= null), np.sum(values >= null)
+    return float(min(1.0, 2 * (min(below, above) + 1) / (values.size + 1)))
+
+
+def bootstrap_values(statistic: Statistic, *samples, groups=None, n_resamples: int = 1000,
+                     seed: int = 0) -> np.ndarray:
+    """``statistic(*samples, weights=counts)`` on each of ``n_resamples`` resamples of ``groups`` (see
+    :func:`bootstrap_interval`); empty for fewer than two groups."""
+    if not samples:
+        raise ValueError("bootstrap_interval needs at least one sample array")
+    n = len(samples[0])
+    if any(len(sample) != n for sample in samples):
+        raise ValueError(f"samples must have the same number of rows, got {[len(s) for s in samples]}")
+    codes, n_groups = group_codes(groups, n)
+    if n_groups < 2:
+        return np.empty(0)
+    arrays = [np.asarray(sample) for sample in samples]
+    values = [np.asarray(statistic(*arrays, weights=weights), dtype=np.float64).reshape(len(weights))
+              for weights in resample_weights(codes, n_groups, n_resamples, seed)]
+    return np.concatenate(values)
+
+
 def bootstrap_interval(statistic: Statistic, *samples, groups=None, n_resamples: int = 1000,
                        confidence_level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(*samples, weights=counts)``, resampling ``groups``.
@@ -85,18 +118,33 @@ def bootstrap_interval(statistic: Statistic, *samples, groups=None, n_resamples:
     samples share the resampled groups (a paired bootstrap). Resamples where the statistic is NaN (e.g. a
     class absent) are left out. (NaN, NaN) for fewer than two groups.
     """
-    if not samples:
-        raise ValueError("bootstrap_interval needs at least one sample array")
-    n = len(samples[0])
-    if any(len(sample) != n for sample in samples):
-        raise ValueError(f"samples must have the same number of rows, got {[len(s) for s in samples]}")
-    codes, n_groups = group_codes(groups, n)
-    if n_groups < 2:
-        return (math.nan, math.nan)
-    arrays = [np.asarray(sample) for sample in samples]
-    values = [np.asarray(statistic(*arrays, weights=weights), dtype=np.float64).reshape(len(weights))
-              for weights in resample_weights(codes, n_groups, n_resamples, seed)]
-    return percentile_interval(np.concatenate(values), confidence_level)
+    values = bootstrap_values(statistic, *samples, groups=groups, n_resamples=n_resamples, seed=seed)
+    return percentile_interval(values, confidence_level)
+
+
+def paired_difference(metric: Statistic, first=None, second=None) -> Statistic:
+    """The paired statistic ``metric(first rows, pred_first) - metric(second rows, pred_second)``.
+
+    The returned function takes ``(y_true, pred_first, pred_second, weights=None)`` like the metrics here, so
+    :func:`bootstrap_interval` resamples both terms from the same groups. ``first`` and ``second`` are boolean
+    row masks (None: every row): two models on the same images (masks None), or one model on two parts of a
+    test set (the same predictions twice, two masks).
+    """
+    def rows(mask, n: int):
+        if mask is None:
+            return slice(None)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"paired_difference: a row mask of shape {mask.shape} for {n} rows; give one "
+                             f"True/False per row")
+        return mask
+
+    def statistic(y_true, pred_first, pred_second, weights=None):
+        y_true, pred_first, pred_second = (np.asarray(v) for v in (y_true, pred_first, pred_second))
+        w = _weights(weights, len(y_true))
+        a, b = rows(first, len(y_true)), rows(second, len(y_true))
+        return metric(y_true[a], pred_first[a], w[..., a]) - metric(y_true[b], pred_second[b], w[..., b])
+    return statistic
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -138,6 +186,24 @@ def balanced_accuracy(y_true, y_pred, weights=None) -> np.ndarray:
     hits, support, _ = class_counts(y_true, y_pred, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         return _nanmean(np.where(support > 0, hits / support, np.nan))
+
+
+def reweighted_accuracy(y_true, y_pred, weights=None, shares: Sequence[float] | None = None) -> np.ndarray:
+    """Accuracy reweighted to the class mix ``shares`` (one share per class; direct standardisation): the
+    ``shares``-weighted mean of the per-class recalls, over the classes present in each resample (their shares
+    renormalised to sum to 1). On a set whose own class shares are ``shares`` this is its accuracy; with equal
+    shares it is the balanced accuracy. Two sets with different class mixes compare fairly at one ``shares``."""
+    if shares is None:
+        raise ValueError("reweighted_accuracy needs shares: one share per class (e.g. a test set's class shares)")
+    shares = np.asarray(shares, dtype=np.float64)
+    hits, support, _ = class_counts(y_true, y_pred, weights, max(len(shares), _n_classes(y_true, y_pred)))
+    if support.shape[-1] != len(shares):
+        raise ValueError(f"reweighted_accuracy: {len(shares)} shares for labels up to {support.shape[-1] - 1}; "
+                         f"give one share per class")
+    present = np.where(support > 0, shares, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, hits / support, 0.0)
+        return (present * recall).sum(axis=-1) / present.sum(axis=-1)
 
 
 def macro_f1(y_true, y_pred, weights=None, labels: Sequence[int] | None = None) -> np.ndarray:

@@ -5,9 +5,11 @@
     >>> ensemble.compare(y_test, {**test_probas, "ensemble": test_proba}, groups=test["lesion_id"])
 
 ``compare`` puts the ensemble and every member side by side on the same images, with a paired bootstrap
-interval of each accuracy difference and McNemar's test on the images where exactly one of the two is
-right, so that "better" means more than noise. Give ``groups`` (each image's ``lesion_id``): photos of one
-lesion are not independent, so the bootstrap then resamples lesions and McNemar's test is clustered.
+interval of each accuracy and balanced-accuracy difference and McNemar's test on the images where exactly one
+of the two is right, so that "better" means more than noise; "significant" is decided with Holm's step-down
+adjustment over every member and both metrics compared. Give ``groups`` (each image's ``lesion_id``): photos of
+one lesion are not independent, so the bootstrap then resamples lesions and McNemar's test is the clustered
+one of Obuchowski (1998) in the simplified form of Yang et al. (2010).
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import warnings
+
 from scipy import optimize, special, stats
 from sklearn import metrics
 
-from skinlib.bootstrap import accuracy, balanced_accuracy, bootstrap_interval, group_codes
+from skinlib.bootstrap import (accuracy, balanced_accuracy, bootstrap_values, group_codes, paired_difference,
+                               percentile_interval, percentile_p_value)
 from skinlib.calibration import EPSILON, check_labels, check_proba
 
 ProbaCollection = Sequence[np.ndarray] | Mapping[str, np.ndarray]
-CLUSTERED_MCNEMAR = "clustered (Durkalski 2003)"
+CLUSTERED_MCNEMAR = "clustered McNemar (Obuchowski 1998, as simplified by Yang et al. 2010)"
+DURKALSKI_MCNEMAR = "clustered McNemar (Durkalski et al. 2003)"
+CLUSTERED_TESTS = {"obuchowski": CLUSTERED_MCNEMAR, "durkalski": DURKALSKI_MCNEMAR}
+MIN_DISCORDANT_GROUPS = 10  # fewer discordant lesions: the chi-square approximation of a clustered test is poor
 
 
 def _stack(probas: ProbaCollection, name: str = "probas") -> tuple[list[str] | None, np.ndarray]:
@@ -88,24 +96,37 @@ def fit_weights(val_probas: ProbaCollection, y_val) -> np.ndarray | dict[str, fl
     return dict(zip(names, vector.tolist())) if names is not None else vector
 
 
-def mcnemar(y_true, pred_a, pred_b, exact: bool = True, *, groups=None) -> dict[str, float | str]:
+def mcnemar(y_true, pred_a, pred_b, exact: bool = True, *, groups=None,
+            clustered: str = "obuchowski") -> dict[str, float | str]:
     """McNemar's test of two classifiers on the same images.
 
     ``b``: images only ``a`` gets right; ``c``: images only ``b`` gets right. Without ``groups``: ``exact``
     uses the binomial test on b of b + c (valid for any count); otherwise the chi-square statistic with
     continuity correction. With ``groups`` (one id per image, e.g. ``lesion_id``) images of one group are
-    not independent and the clustered test of Durkalski et al. (2003, "Analysis of clustered matched-pair
-    data", Stat. Med. 22:2417) is used (``exact`` is ignored): with b_k - c_k the discordance of group k,
-    ``statistic`` = (sum_k (b_k - c_k))^2 / sum_k (b_k - c_k)^2, chi-square with 1 degree of freedom (an
-    approximation for many groups; for groups of one image it is the uncorrected McNemar statistic). A
-    small ``p_value`` means the two differ by more than chance. ``test`` names the test used.
+    not independent and a clustered test is used (``exact`` is ignored), with b_k - c_k the discordance of
+    group k and n_k its number of images, chi-square with 1 degree of freedom (an approximation for many
+    groups; for groups of one image both are the uncorrected McNemar statistic):
+
+    * ``clustered="obuchowski"`` (default): Obuchowski (1998, "On the comparison of correlated proportions
+      for clustered data", Stat. Med. 17:1495) as simplified by Yang, Sun & Hardin (2010, Biometrical J.
+      52:638): ``statistic`` = (sum_k (b_k - c_k))^2 / sum_k (b_k - c_k)^2 = (b - c)^2 / sum_k (b_k - c_k)^2.
+    * ``clustered="durkalski"``: Durkalski et al. (2003, Stat. Med. 22:2417), each group's discordance as a
+      share of its images: (sum_k (b_k - c_k) / n_k)^2 / sum_k ((b_k - c_k) / n_k)^2 (the form the R package
+      clust.bin.pair implements; tests/test_ensemble.py checks both statistics on a toy computed by hand).
+
+    Fewer than ``MIN_DISCORDANT_GROUPS`` groups with a discordant image give a warning with the count. A
+    small ``p_value`` means the two differ by more than chance. ``test`` names the test used;
+    ``discordant_groups`` counts the groups with a discordant image.
     """
     y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
     right_a, right_b = pred_a == y_true, pred_b == y_true
     only_a, only_b = right_a & ~right_b, ~right_a & right_b
     b, c = int(np.sum(only_a)), int(np.sum(only_b))
     if groups is not None:
-        return {"b": b, "c": c, **_clustered_mcnemar(only_a, only_b, groups), "test": CLUSTERED_MCNEMAR}
+        if clustered not in CLUSTERED_TESTS:
+            raise ValueError(f"clustered={clustered!r}: accepted are {', '.join(CLUSTERED_TESTS)}")
+        return {"b": b, "c": c, **_clustered_mcnemar(only_a, only_b, groups, clustered),
+                "test": CLUSTERED_TESTS[clustered]}
     if b + c == 0:
         return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0, "test": "exact" if exact else "chi-square"}
     if exact:
@@ -116,22 +137,36 @@ def mcnemar(y_true, pred_a, pred_b, exact: bool = True, *, groups=None) -> dict[
             "test": "chi-square"}
 
 
-def _clustered_mcnemar(only_a: np.ndarray, only_b: np.ndarray, groups) -> dict[str, float]:
-    """Durkalski et al.'s statistic and p-value from the per-image discordance indicators."""
+def _clustered_mcnemar(only_a: np.ndarray, only_b: np.ndarray, groups, clustered: str) -> dict[str, float]:
+    """The clustered statistic (Obuchowski/Yang or Durkalski) and p-value from the per-image discordance."""
     codes, n_groups = group_codes(groups, len(only_a))
     discordance = np.bincount(codes, weights=only_a.astype(float) - only_b, minlength=n_groups)  # b_k - c_k
+    discordant = int(np.count_nonzero(np.bincount(codes, weights=(only_a | only_b).astype(float), minlength=n_groups)))
+    if discordant < MIN_DISCORDANT_GROUPS:
+        warnings.warn(f"clustered McNemar test on {discordant} discordant group(s) (lesions where exactly one "
+                      f"model is right on some image), fewer than {MIN_DISCORDANT_GROUPS}: its chi-square "
+                      f"p-value is unreliable; report the counts, or compare on more lesions", stacklevel=3)
+    if clustered == "durkalski":
+        discordance = discordance / np.bincount(codes, minlength=n_groups)  # (b_k - c_k) / n_k
     spread = float(np.sum(discordance ** 2))
     if spread == 0:
-        return {"statistic": 0.0, "p_value": 1.0}
+        return {"statistic": 0.0, "p_value": 1.0, "discordant_groups": discordant}
     statistic = float(discordance.sum() ** 2 / spread)
-    return {"statistic": statistic, "p_value": float(stats.chi2.sf(statistic, df=1))}
+    return {"statistic": statistic, "p_value": float(stats.chi2.sf(statistic, df=1)),
+            "discordant_groups": discordant}
 
 
-def _difference(metric):
-    """The paired statistic metric(reference) - metric(other), for :func:`bootstrap_interval`."""
-    def statistic(y_true, pred_reference, pred_other, weights=None):
-        return metric(y_true, pred_reference, weights) - metric(y_true, pred_other, weights)
-    return statistic
+def holm(p_values) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values: with the m p-values sorted ascending, the i-th (from 1) times
+    m - i + 1, made non-decreasing by a running maximum, capped at 1. Rejecting the adjusted p-values below
+    alpha keeps the chance of any false rejection among the m at most alpha. NaN entries are left out."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p_values.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p_values))
+    order = defined[np.argsort(p_values[defined], kind="stable")]
+    steps = p_values[order] * (len(order) - np.arange(len(order)))
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps)) if len(order) else steps
+    return adjusted
 
 
 def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | None = None, *,
@@ -141,12 +176,17 @@ def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | N
 
     ``reference`` defaults to ``"ensemble"`` if present, else the first model. For every other model the
     table gives ``accuracy_gain`` and ``balanced_accuracy_gain`` (reference minus model) with paired
-    percentile bootstrap intervals (``*_low``, ``*_high``) and McNemar's test (``reference_only_right``,
-    ``model_only_right``: images; ``mcnemar_p``). With ``groups`` (one id per image, e.g. ``lesion_id``)
-    the bootstrap resamples whole groups, the same ones for both models, and McNemar's test is the
-    clustered one of Durkalski et al. (2003); without, it resamples images and the test is McNemar's exact
-    test. A gain whose interval excludes 0 (``significant``) is more than noise. ``table.attrs`` records
-    ``reference``, ``interval_unit`` (``unit`` with groups, else "image"), ``n_groups`` and ``mcnemar_test``.
+    percentile bootstrap intervals (``*_low``, ``*_high``) and two-sided percentile-bootstrap p-values
+    (``*_p``), and McNemar's test (``reference_only_right``, ``model_only_right``: images; ``mcnemar_p``).
+    With ``groups`` (one id per image, e.g. ``lesion_id``) the bootstrap resamples whole groups, the same ones
+    for both models, and McNemar's test is the clustered one of Obuchowski (1998) as simplified by Yang et al.
+    (2010); without, it resamples images and the test is McNemar's exact test.
+
+    Multiplicity: the gains of every model in both metrics form one family; ``*_p_holm`` are their Holm-adjusted
+    p-values (:func:`holm`, over 2 x the models compared) and ``mcnemar_p_holm`` McNemar's, adjusted over the
+    models. ``significant_accuracy`` / ``significant_balanced_accuracy``: that gain's adjusted p-value is below
+    1 - ``confidence_level``; ``significant``: either is. ``table.attrs`` records ``reference``,
+    ``interval_unit`` (``unit`` with groups, else "image"), ``n_groups``, ``mcnemar_test`` and ``adjustment``.
     """
     names, stacked = _stack(probas_by_name, "probas_by_name")
     if names is None:
@@ -159,6 +199,7 @@ def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | N
     labels = list(range(stacked.shape[2]))
     _, n_groups = group_codes(groups, len(y_true))
     predictions = {name: p.argmax(axis=1) for name, p in zip(names, stacked)}
+    gains = (("accuracy", accuracy), ("balanced_accuracy", balanced_accuracy))
     rows = []
     for name, proba in zip(names, stacked):
         pred = predictions[name]
@@ -170,17 +211,33 @@ def compare(y_true, probas_by_name: Mapping[str, np.ndarray], reference: str | N
                                                   labels=labels))}
         if name != reference:
             pair = (y_true, predictions[reference], pred)
-            for metric_name, metric in (("accuracy", accuracy), ("balanced_accuracy", balanced_accuracy)):
-                gain = _difference(metric)
+            for metric_name, metric in gains:
+                gain = paired_difference(metric)
+                values = bootstrap_values(gain, *pair, groups=groups, n_resamples=n_bootstrap, seed=seed)
                 row[f"{metric_name}_gain"] = float(gain(*pair))
-                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = bootstrap_interval(
-                    gain, *pair, groups=groups, n_resamples=n_bootstrap, confidence_level=confidence_level,
-                    seed=seed)
+                row[f"{metric_name}_gain_low"], row[f"{metric_name}_gain_high"] = percentile_interval(
+                    values, confidence_level)
+                row[f"{metric_name}_gain_p"] = percentile_p_value(values)
             test = mcnemar(*pair, groups=groups)
-            row.update(reference_only_right=test["b"], model_only_right=test["c"], mcnemar_p=test["p_value"],
-                       significant=bool(row["accuracy_gain_low"] > 0 or row["accuracy_gain_high"] < 0))
+            row.update(reference_only_right=test["b"], model_only_right=test["c"], mcnemar_p=test["p_value"])
         rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
+    _flag_significant(table, [name for name in names if name != reference], 1 - confidence_level)
     table.attrs.update(reference=reference, interval_unit="image" if groups is None else unit,
-                       n_groups=n_groups, mcnemar_test="exact" if groups is None else CLUSTERED_MCNEMAR)
+                       n_groups=n_groups, mcnemar_test="exact" if groups is None else CLUSTERED_MCNEMAR,
+                       adjustment="Holm over every model and both metrics (accuracy, balanced accuracy)")
     return table
+
+
+def _flag_significant(table: pd.DataFrame, compared: list[str], alpha: float) -> None:
+    """Add the Holm-adjusted p-values and the ``significant*`` flags of :func:`compare` to ``table`` (in place)."""
+    if not compared:
+        return
+    columns = ["accuracy_gain_p", "balanced_accuracy_gain_p"]
+    adjusted = holm(table.loc[compared, columns].to_numpy(dtype=float).ravel()).reshape(len(compared), 2)
+    flags = adjusted < alpha
+    table["mcnemar_p_holm"] = pd.Series(holm(table.loc[compared, "mcnemar_p"].to_numpy(dtype=float)), compared)
+    for k, column in enumerate(columns):
+        table[f"{column}_holm"] = pd.Series(adjusted[:, k], compared)
+        table[f"significant_{column.removesuffix('_gain_p')}"] = pd.Series(flags[:, k], compared, dtype=object)
+    table["significant"] = pd.Series(flags.any(axis=1), compared, dtype=object)

@@ -132,7 +132,9 @@ def _roc_auc_per_class(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[
     if only:
         notes.append(f"ROC AUC undefined (NaN) for {', '.join(only)}: y_true has no other class")
     if undefined:
-        notes.append("the macro ROC AUC averages the classes whose AUC is defined")
+        averaged = [name for name in classes if name not in undefined]
+        notes.append(f"the macro ROC AUC averages the {len(averaged)} classes whose AUC is defined: "
+                     f"{', '.join(averaged)}")
     return aucs
 
 
@@ -173,7 +175,8 @@ class Report:
     ``"accuracy"``, ``"balanced_accuracy"``, ``"macro_f1"`` and ``"roc_auc_macro"`` to (low, high);
     ``per_class`` is a DataFrame (precision, recall, f1, support, roc_auc by class); ``confusion`` is the
     raw confusion matrix (rows: truth). The intervals resampled ``n_groups`` units of ``interval_unit``
-    (``"lesion"``: whole lesions; ``"image"``: images, ``n_groups == n``).
+    (``"lesion"``: whole lesions; ``"image"``: images, ``n_groups == n``). ``auc_classes`` names the classes
+    that ``roc_auc_macro`` averages (those with a defined AUC: present, and not the only class present).
     """
 
     n: int
@@ -193,6 +196,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     n_groups: int | None = None  # None: n (one unit per image)
     interval_unit: str = "image"
+    auc_classes: tuple[str, ...] | None = None  # None: the classes whose per-class roc_auc is defined
 
     SCALARS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "log_loss", "ece",
                "melanoma_sensitivity", "melanoma_specificity")
@@ -200,6 +204,15 @@ class Report:
     def __post_init__(self) -> None:
         if self.n_groups is None:
             self.n_groups = self.n
+        if self.auc_classes is None:
+            self.auc_classes = tuple(self.per_class.index[self.per_class["roc_auc"].notna()])
+        self.auc_classes = tuple(self.auc_classes)
+
+    def auc_basis(self) -> str:
+        """Which classes the macro AUC averages: "7 classes", or "5 of 7 classes: akiec, bcc, bkl, mel, nv"."""
+        if len(self.auc_classes) == len(self.classes):
+            return f"{len(self.classes)} classes"
+        return f"{len(self.auc_classes)} of {len(self.classes)} classes: {', '.join(self.auc_classes)}"
 
     def interval_basis(self) -> str:
         """What the intervals resampled, e.g. "95 % intervals over 748 lesions (1,002 images)"."""
@@ -240,7 +253,7 @@ class Report:
         return (f"n={self.n}  accuracy {self.accuracy:.3f}{ci('accuracy')}  "
                 f"balanced accuracy {self.balanced_accuracy:.3f}{ci('balanced_accuracy')}  "
                 f"macro F1 {self.macro_f1:.3f}{ci('macro_f1')}  "
-                f"macro AUC {self.roc_auc_macro:.3f}{ci('roc_auc_macro')}  "
+                f"macro AUC {self.roc_auc_macro:.3f}{ci('roc_auc_macro')} (over {self.auc_basis()})  "
                 f"melanoma sensitivity {self.melanoma_sensitivity:.3f} "
                 f"specificity {self.melanoma_specificity:.3f}  "
                 f"log loss {self.log_loss:.3f}  ECE {self.ece:.3f}  ({self.interval_basis()})")
@@ -265,6 +278,7 @@ class Report:
             "n_groups": self.n_groups,
             "interval_unit": self.interval_unit,
             "classes": list(self.classes),
+            "auc_classes": list(self.auc_classes),
             "metrics": self.metrics(),
             "intervals": {name: list(bounds) for name, bounds in self.intervals.items()},
             "confidence_level": self.confidence_level,
@@ -297,7 +311,8 @@ class Report:
                               for name, bounds in data["intervals"].items()},
                    per_class=per_class, confusion=np.asarray(data["confusion"], dtype=np.int64),
                    confidence_level=float(data["confidence_level"]), notes=list(data["notes"]),
-                   n_groups=data.get("n_groups"), interval_unit=data.get("interval_unit", "image"))
+                   n_groups=data.get("n_groups"), interval_unit=data.get("interval_unit", "image"),
+                   auc_classes=data.get("auc_classes"))
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "Report":

@@ -1,24 +1,34 @@
 """Leaks between the parts of a split: the study's leak measured directly, and near-duplicate photos across parts.
 
-:func:`gap` scores one model on the whole test set and on its leak-free part.
+:func:`gap` scores one model on the leaked and the leak-free part of one test set and compares the two.
 
-Under the study's image-level split, 397 of its 1,002 test images have a photo of the same lesion in training. The
-605 others form a leak-free part of the same test set::
+Under the study's image-level split (metadata in file order, seed 0), 397 of its 1,002 test images have a photo of
+the same lesion in training at val_size 0.1 (notebooks 03-09); the 605 others form the leak-free part. At
+val_size 0.2 (notebook 02) the parts are 361 and 641. "Leaked" counts training only: 441 test images share a
+lesion with training *or* validation (at either val_size), and validation decides the plateaus and the checkpoint
+kept, so the leak-free part is free of training lesions, not of every influence::
 
     >>> leaked = leakage.shares_lesion(parts, "test")          # bool per test image
     >>> leakage.gap(y_test, proba_test, leaked, groups=parts.test["lesion_id"])
 
 The two parts differ in class mix: lesions photographed several times are less often nevi (54 % of the leaked part,
-77 % of the leak-free part at seed 0), so their accuracies differ for that reason too; balanced accuracy, a mean
-over classes, is the fairer comparison. What the leak is worth to a model is measured by training it again without
-the test lesions, ``split(..., protocol="study_deleaked")``, and scoring both on the same test images
-(``bench/leak_worth.py``).
+77 % of the leak-free part at seed 0), so their plain accuracies differ for that reason alone, even for a model that
+gained nothing from the leak. :func:`gap` therefore compares the parts in balanced accuracy (the mean recall over
+classes) and in accuracy reweighted to one class mix (each part's per-class recalls weighted by the whole test set's
+class shares, :func:`skinlib.bootstrap.reweighted_accuracy`), each with a lesion-level paired bootstrap interval.
+The whole set minus its leak-free part is shown only as context: it is the leaked-minus-leak-free accuracy
+difference diluted by the leaked share (397 / 1,002 = 0.40 of it) and confounded by the class mix. What the leak is
+worth to a model is measured by training it again without the test lesions, ``split(..., protocol=
+"study_deleaked")``, against the control ``protocol="study_control"`` (as many images removed at random), both
+scored on the same test images (``bench/leak_worth.py``).
 
 The other functions show what ``skinlib.data.find_duplicates`` finds (notebook 01): the most similar pairs, the
 similarity of same-lesion against random pairs, and how many pairs each protocol leaves across parts.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -27,40 +37,55 @@ from matplotlib.figure import Figure
 from skinlib import bootstrap
 from skinlib.data import DUPLICATE_THRESHOLD, load_images, split
 
-ROWS = ("whole test set", "leak-free part", "leaked part", "gap: whole - leak-free")
+ROWS = ("whole test set", "leak-free part", "leaked part", "leaked - leak-free", "context: whole - leak-free")
+METRICS = ("accuracy", "balanced_accuracy", "reweighted_accuracy")
+COMPARED = ("balanced_accuracy", "reweighted_accuracy")  # the class-mix-fair metrics of the row leaked - leak-free
 
 
 def shares_lesion(parts, part: str = "test") -> np.ndarray:
-    """Whether each image of ``part`` has a photo of the same lesion in training (a ``data.Split``)."""
+    """Whether each image of ``part`` has a photo of the same lesion in training (a ``data.Split``); validation is
+    not counted (``parts.shared_lesions(part, "val")`` counts it)."""
     return getattr(parts, part)["lesion_id"].isin(set(parts.train["lesion_id"])).to_numpy()
 
 
 def gap(y_true, proba, leaked, groups=None, seed: int = 0, n_resamples: int = 1000,
         confidence_level: float = 0.95) -> pd.DataFrame:
-    """Accuracy and balanced accuracy on the whole set, its leak-free part and its leaked part, and the gap between
-    the whole and the leak-free part, with 95 % intervals that resample ``groups`` (lesions; None: images). The gap's
-    interval is paired: the same resampled lesions for both. Rows without images are NaN."""
+    """One model on the whole test set, its leak-free part and its leaked part, and the leaked part against the
+    leak-free part.
+
+    Rows (:data:`ROWS`): ``"whole test set"``, ``"leak-free part"``, ``"leaked part"``: images, lesions,
+    ``accuracy``, ``balanced_accuracy`` and ``reweighted_accuracy`` (per-class recall weighted by the whole test
+    set's class shares, so both parts are scored at one class mix), each with ``*_low`` / ``*_high`` intervals
+    that resample ``groups`` (lesions; None: images). ``"leaked - leak-free"``: the differences in
+    ``balanced_accuracy`` and ``reweighted_accuracy`` (leaked minus leak-free), with a paired bootstrap interval
+    (the same resampled lesions for both parts); its ``accuracy`` is NaN, as plain accuracy differs with the class
+    mix. ``"context: whole - leak-free"``: the accuracy of the whole set minus that of its leak-free part, without
+    an interval, for comparison with older results only. Rows or values without images are NaN.
+    """
     y_true, leaked = np.asarray(y_true), np.asarray(leaked, dtype=bool)
-    y_pred = np.asarray(proba).argmax(axis=1)
+    proba = np.asarray(proba)
+    y_pred = proba.argmax(axis=1)
     free = ~leaked
     codes = None if groups is None else np.asarray(groups, dtype=object)
+    shares = np.bincount(y_true, minlength=proba.shape[1]) / max(len(y_true), 1)
+    metrics = {"accuracy": bootstrap.accuracy, "balanced_accuracy": bootstrap.balanced_accuracy,
+               "reweighted_accuracy": partial(bootstrap.reweighted_accuracy, shares=shares)}
+    options = dict(groups=codes, n_resamples=n_resamples, confidence_level=confidence_level, seed=seed)
     rows = {}
     for name, mask in ((ROWS[0], np.ones_like(leaked)), (ROWS[1], free), (ROWS[2], leaked)):
-        rows[name] = _scores(y_true[mask], y_pred[mask], None if codes is None else codes[mask], seed, n_resamples,
-                             confidence_level)
-
-    def differences(metric):
-        def statistic(y, p, weights):
-            return metric(y, p, weights) - metric(y[free], p[free], weights[..., free])
-        return statistic
-
-    row = {"images": int(free.size), "lesions": _count(codes, np.ones_like(leaked))}
-    for name, metric in (("accuracy", bootstrap.accuracy), ("balanced_accuracy", bootstrap.balanced_accuracy)):
-        row[name] = rows[ROWS[0]][name] - rows[ROWS[1]][name]
-        row[f"{name}_low"], row[f"{name}_high"] = bootstrap.bootstrap_interval(
-            differences(metric), y_true, y_pred, groups=codes, n_resamples=n_resamples,
-            confidence_level=confidence_level, seed=seed) if free.any() else (np.nan, np.nan)
-    rows[ROWS[3]] = row
+        part = None if codes is None else codes[mask]
+        rows[name] = _scores(y_true[mask], y_pred[mask], metrics, {**options, "groups": part})
+    both = bool(leaked.any() and free.any())
+    difference = {"images": int(leaked.size), "lesions": _count(codes, np.ones_like(leaked)),
+                  "accuracy": np.nan, "accuracy_low": np.nan, "accuracy_high": np.nan}
+    for name in COMPARED:
+        statistic = bootstrap.paired_difference(metrics[name], first=leaked, second=free)
+        difference[name] = float(statistic(y_true, y_pred, y_pred)) if both else np.nan
+        difference[f"{name}_low"], difference[f"{name}_high"] = bootstrap.bootstrap_interval(
+            statistic, y_true, y_pred, y_pred, **options) if both else (np.nan, np.nan)
+    rows[ROWS[3]] = difference
+    rows[ROWS[4]] = {"images": int(leaked.size), "lesions": difference["lesions"],
+                     "accuracy": rows[ROWS[0]]["accuracy"] - rows[ROWS[1]]["accuracy"]}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -68,13 +93,12 @@ def _count(codes, mask) -> int:
     return int(mask.sum()) if codes is None else int(pd.Series(codes[mask]).nunique())
 
 
-def _scores(y, p, codes, seed, n_resamples, confidence_level) -> dict:
-    row = {"images": int(len(y)), "lesions": int(len(y)) if codes is None else int(pd.Series(codes).nunique())}
-    for name, metric in (("accuracy", bootstrap.accuracy), ("balanced_accuracy", bootstrap.balanced_accuracy)):
+def _scores(y, p, metrics: dict, options: dict) -> dict:
+    row = {"images": int(len(y)), "lesions": _count(options["groups"], np.ones(len(y), dtype=bool))}
+    for name, metric in metrics.items():
         row[name] = float(metric(y, p)) if len(y) else np.nan
         row[f"{name}_low"], row[f"{name}_high"] = bootstrap.bootstrap_interval(
-            metric, y, p, groups=codes, n_resamples=n_resamples, confidence_level=confidence_level,
-            seed=seed) if len(y) >= 2 else (np.nan, np.nan)
+            metric, y, p, **options) if len(y) >= 2 else (np.nan, np.nan)
     return row
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from skinlib.errors import ImageError, image_too_large
+from skinlib.pixels import MIN_SIDE, eight_bit
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EXPORT_HINT = "pass --model the .keras file written by skinlib.export.export"
@@ -93,7 +94,8 @@ def expand(arguments: list[str]) -> Iterator[tuple[str, str | None]]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as an RGB uint8 (H, W, 3) array, EXIF orientation applied; ImageError if unreadable."""
+    """An image file as an RGB uint8 (H, W, 3) array, EXIF orientation applied, a 16-bit greyscale one brought to
+    8 bits by its range (:func:`skinlib.pixels.eight_bit`); ImageError if unreadable or under ``MIN_SIDE`` pixels."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"'{path}' is a folder, not an image file")
@@ -101,11 +103,16 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"'{path}': no such file")
     try:
         with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+            pixels = np.asarray(eight_bit(ImageOps.exif_transpose(image)).convert("RGB"), dtype=np.uint8)
     except Image.DecompressionBombError as error:  # an Exception, not an OSError
         raise image_too_large(path, error) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"'{path}': not a readable image ({error})") from error
+    if min(pixels.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"'{path}' is {pixels.shape[1]}x{pixels.shape[0]} pixels, smaller than the {MIN_SIDE}x"
+                         f"{MIN_SIDE} minimum (skinlib.pixels.MIN_SIDE): too small to hold a lesion; pass the "
+                         f"full photo")
+    return pixels
 
 
 def classify(model, image: np.ndarray, classes: list[str], tta: bool = False) -> dict[str, float]:

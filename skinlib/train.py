@@ -130,7 +130,10 @@ def balanced_class_weight(y) -> dict[int, float]:
 @keras.saving.register_keras_serializable(package="skinlib")
 class BalancedAccuracy(keras.metrics.Metric):
     """Mean per-class recall (the ISIC 2018 metric) over the classes present, from one-hot labels and
-    probabilities, accumulated over batches: ``val_balanced_accuracy`` for plateaus, checkpoints and early stopping."""
+    probabilities, accumulated over batches: ``val_balanced_accuracy`` for plateaus, checkpoints and early stopping.
+
+    ``sample_weight`` (one weight per sample, shape (batch,) or (batch, 1)) weights each sample's hit and count,
+    as ``sklearn.metrics.balanced_accuracy_score(sample_weight=...)``; a class whose weights sum to 0 is absent."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, name: str = "balanced_accuracy", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -141,6 +144,12 @@ class BalancedAccuracy(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         truth = keras.ops.cast(y_true, "float32")
         called = keras.ops.one_hot(keras.ops.argmax(y_pred, axis=-1), self.num_classes)
+        if sample_weight is not None:
+            weight = keras.ops.reshape(keras.ops.cast(sample_weight, "float32"), (-1, 1))
+            if weight.shape[0] is not None and truth.shape[0] is not None and weight.shape[0] != truth.shape[0]:
+                raise ValueError(f"BalancedAccuracy: sample_weight has {weight.shape[0]} values for "
+                                 f"{truth.shape[0]} samples; give one weight per sample")
+            truth = truth * weight
         self.hits.assign_add(keras.ops.sum(truth * called, axis=0))
         self.counts.assign_add(keras.ops.sum(truth, axis=0))
 

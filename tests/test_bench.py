@@ -56,9 +56,11 @@ def test_measure_sees_an_allocation():
 def test_image_cache_dry_run(real_data):
     output = run_script("bench/image_cache.py", "--n", "20", "--dry-run", "--data", str(real_data))
     rows = {row[0].split(" (")[0]: row for row in table_rows(output)}
-    assert set(rows) == {"study", "floor", "skinlib load_images, cold", "skinlib load_images, warm"}
+    assert set(rows) == {"study", "floor", "skinlib load_images, cold", "skinlib load_images, warm",
+                         "warm without the checksum"}
     assert rows["study"][1] == "1.00" and rows["floor"][2] == "1.00"  # each ratio's own reference
-    assert "Floor, cold and warm arrays identical: yes" in output
+    assert "Floor, cold, warm and unchecked arrays identical: yes" in output
+    assert "warm / unchecked wall time" in output
     assert "cold time / floor time" in output and "Targets (dry run" in output
 
 
@@ -126,7 +128,7 @@ def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data
 
     from skinlib import export, models
 
-    for protocol in ("study", "study_deleaked"):
+    for protocol in ("study", "study_deleaked", "study_control"):
         for seed in (0, 1):
             folder = tmp_path / protocol / f"seed{seed}"
             (folder / "results").mkdir(parents=True)
@@ -140,6 +142,11 @@ def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data
     output = run_script("bench/leak_worth.py", str(tmp_path / "study"), str(tmp_path / "study_deleaked"),
                         "--data", str(synthetic_data))
     assert output.count("test images") == 2 and "balanced_accuracy_gain: " in output
+    assert "total (leaky vs deleaked) over 2 seed(s)" in output and "give the study_control run" in output
+    split_up = run_script("bench/leak_worth.py", str(tmp_path / "study"), str(tmp_path / "study_deleaked"),
+                          str(tmp_path / "study_control"), "--data", str(synthetic_data))
+    for comparison in ("leak (control vs deleaked)", "size (leaky vs control)", "total (leaky vs deleaked)"):
+        assert f"{comparison} over 2 seed(s)" in split_up and f"{comparison}: gain of" in split_up
     mixed = subprocess.run([sys.executable, "bench/leak_worth.py", str(tmp_path / "study"), str(tmp_path / "study"),
                             "--data", str(synthetic_data)], cwd=PROJECT, capture_output=True, text=True)
     assert mixed.returncode != 0 and "expected the protocols study and study_deleaked" in mixed.stderr

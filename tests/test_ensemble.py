@@ -1,6 +1,7 @@
 """skinlib.ensemble: averaging, weights fitted on validation only, paired comparison."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -96,7 +97,7 @@ def test_clustered_mcnemar_counts_lesions_not_images():
     plain, chi2 = ensemble.mcnemar(y, a, b), ensemble.mcnemar(y, a, b, exact=False)
     clustered = ensemble.mcnemar(y, a, b, groups=lesions)
     assert (clustered["b"], clustered["c"]) == (plain["b"], plain["c"]) == (36, 12)
-    # Durkalski et al.: (sum of b_k - c_k)^2 / sum of (b_k - c_k)^2 = (12*3 - 4*3)^2 / (16 * 9) = 4
+    # Obuchowski / Yang: (sum of b_k - c_k)^2 / sum of (b_k - c_k)^2 = (12*3 - 4*3)^2 / (16 * 9) = 4
     assert clustered["statistic"] == pytest.approx(4.0)
     assert clustered["p_value"] == pytest.approx(stats.chi2.sf(4.0, 1))
     assert clustered["p_value"] > 0.04 > 0.01 > chi2["p_value"] > plain["p_value"]
@@ -104,7 +105,8 @@ def test_clustered_mcnemar_counts_lesions_not_images():
     # one image per lesion: the uncorrected McNemar statistic
     singles = ensemble.mcnemar(y, a, b, groups=np.arange(60))
     assert singles["statistic"] == pytest.approx((36 - 12) ** 2 / 48)
-    assert ensemble.mcnemar(y, a, a, groups=lesions)["p_value"] == 1.0
+    with pytest.warns(UserWarning, match="on 0 discordant group"):
+        assert ensemble.mcnemar(y, a, a, groups=lesions)["p_value"] == 1.0
 
 
 def test_compare_over_lesions():
@@ -117,9 +119,11 @@ def test_compare_over_lesions():
     members["twin"] = members["m1"].copy()
     y = y_lesion[lesions]
     by_image = ensemble.compare(y, members, reference="m1")
-    by_lesion = ensemble.compare(y, members, reference="m1", groups=lesions)
+    with pytest.warns(UserWarning, match="on 0 discordant group"):  # the twin
+        by_lesion = ensemble.compare(y, members, reference="m1", groups=lesions)
     assert by_lesion.attrs == {"reference": "m1", "interval_unit": "lesion", "n_groups": n_lesions,
-                               "mcnemar_test": ensemble.CLUSTERED_MCNEMAR}
+                               "mcnemar_test": ensemble.CLUSTERED_MCNEMAR,
+                               "adjustment": "Holm over every model and both metrics (accuracy, balanced accuracy)"}
     assert by_image.attrs["interval_unit"] == "image" and by_image.attrs["n_groups"] == len(y)
     row_image, row_lesion = by_image.loc["m2"], by_lesion.loc["m2"]
     assert row_lesion["accuracy_gain"] == row_image["accuracy_gain"]
@@ -130,3 +134,67 @@ def test_compare_over_lesions():
     twin = by_lesion.loc["twin"]
     assert (twin["accuracy_gain_low"], twin["accuracy_gain_high"]) == (0.0, 0.0) and not twin["significant"]
     assert (twin["balanced_accuracy_gain_low"], twin["balanced_accuracy_gain_high"]) == (0.0, 0.0)
+
+
+def test_clustered_mcnemar_statistics_on_a_hand_computed_toy():
+    # 12 lesions; b_k, c_k (images only a / only b right) and n_k (images) per lesion:
+    #   lesions 0-4: b=2, c=0, n=4;  5-7: b=1, c=0, n=1;  8-9: b=0, c=1, n=2;  10: b=1, c=1, n=3;  11: b=0, c=0, n=2
+    sizes = [4] * 5 + [1] * 3 + [2] * 2 + [3, 2]
+    only_a = [2] * 5 + [1] * 3 + [0, 0] + [1, 0]
+    only_b = [0] * 5 + [0] * 3 + [1, 1] + [1, 0]
+    lesions, y, a, b = [], [], [], []
+    for k, (n, ka, kb) in enumerate(zip(sizes, only_a, only_b)):
+        lesions += [k] * n
+        y += [0] * n
+        a += [0] * ka + [1] * kb + [0] * (n - ka - kb)  # right, wrong, right (both right)
+        b += [1] * ka + [0] * kb + [0] * (n - ka - kb)
+    y, a, b = np.array(y), np.array(a), np.array(b)
+    # d_k = b_k - c_k: 2 (x5), 1 (x3), -1 (x2), 0, 0. Obuchowski/Yang: (10 + 3 - 2)^2 / (5*4 + 3 + 2) = 121 / 25
+    obuchowski = ensemble.mcnemar(y, a, b, groups=lesions)
+    assert (obuchowski["b"], obuchowski["c"], obuchowski["discordant_groups"]) == (14, 3, 11)
+    assert obuchowski["statistic"] == pytest.approx(121 / 25)
+    assert obuchowski["test"] == ensemble.CLUSTERED_MCNEMAR and "Obuchowski 1998" in obuchowski["test"]
+    # Durkalski: d_k / n_k = 0.5 (x5), 1 (x3), -0.5 (x2), 0, 0: (2.5 + 3 - 1)^2 / (5*0.25 + 3 + 2*0.25) = 20.25/4.75
+    durkalski = ensemble.mcnemar(y, a, b, groups=lesions, clustered="durkalski")
+    assert durkalski["statistic"] == pytest.approx(20.25 / 4.75)
+    assert durkalski["p_value"] == pytest.approx(stats.chi2.sf(20.25 / 4.75, df=1))
+    assert durkalski["test"] == ensemble.DURKALSKI_MCNEMAR
+    with pytest.raises(ValueError, match="clustered='eliasziw': accepted are obuchowski, durkalski"):
+        ensemble.mcnemar(y, a, b, groups=lesions, clustered="eliasziw")
+
+
+def test_few_discordant_lesions_warn_with_the_count():
+    lesions = np.repeat(np.arange(30), 2)
+    y = np.zeros(60, dtype=int)
+    b = np.where(lesions < 4, 1, 0)  # b wrong on 4 lesions only
+    with pytest.warns(UserWarning, match=r"on 4 discordant group\(s\).*fewer than 10"):
+        ensemble.mcnemar(y, np.zeros(60, dtype=int), b, groups=lesions)
+
+
+def test_holm_against_hand_computation():
+    # sorted 0.01, 0.03, 0.04 -> 0.01*3 = 0.03, 0.03*2 = 0.06, max(0.04*1, 0.06) = 0.06
+    np.testing.assert_allclose(ensemble.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(ensemble.holm([0.5, np.nan, 0.6]), [1.0, np.nan, 1.0])
+    assert ensemble.holm([]).shape == (0,)
+
+
+def test_compare_adjusts_three_members_with_holm_on_both_metrics():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 7, 400)
+    members = {"strong": informative(y, 0.45, rng), "close": informative(y, 0.55, rng),
+               "twin": None}
+    reference = informative(y, 0.6, rng)
+    members["twin"] = reference.copy()
+    table = ensemble.compare(y, {"reference": reference, **members}, reference="reference", n_bootstrap=400)
+    compared = ["strong", "close", "twin"]
+    raw = table.loc[compared, ["accuracy_gain_p", "balanced_accuracy_gain_p"]].to_numpy().ravel()
+    adjusted = table.loc[compared, ["accuracy_gain_p_holm", "balanced_accuracy_gain_p_holm"]].to_numpy().ravel()
+    np.testing.assert_allclose(adjusted, ensemble.holm(raw))
+    assert (adjusted >= raw).all() and table.loc["twin", "accuracy_gain_p"] == 1.0
+    assert table.loc["strong", "accuracy_gain_p"] == pytest.approx(2 / 401)  # no resample at or below 0
+    for name in compared:
+        row = table.loc[name]
+        assert row["significant"] == (row["significant_accuracy"] or row["significant_balanced_accuracy"])
+        assert row["significant_balanced_accuracy"] == (row["balanced_accuracy_gain_p_holm"] < 0.05)
+    assert table.loc["strong", "significant"] and not table.loc["twin", "significant"]
+    assert pd.isna(table.loc["reference", "significant"])

@@ -218,10 +218,7 @@ def test_resampled_counts_draw_whole_lesions():
 def test_paired_difference_of_identical_models_is_zero():
     y, proba, lesions = lesion_data(200, 2)
     pred = proba.argmax(axis=1)
-
-    def gain(y_true, pred_a, pred_b, weights):
-        return bootstrap.accuracy(y_true, pred_a, weights) - bootstrap.accuracy(y_true, pred_b, weights)
-
+    gain = bootstrap.paired_difference(bootstrap.accuracy)
     assert bootstrap.bootstrap_interval(gain, y, pred, pred, groups=lesions) == (0.0, 0.0)
     # 2 of 200 lesions changed: a narrow interval; unpaired resamples would be as wide as accuracy's (~0.12)
     other = pred.copy()
@@ -277,6 +274,39 @@ def test_absent_classes_give_nan_with_note_and_valid_json(tmp_path):
     again = evaluate.Report.from_json(tmp_path / "report.json")
     assert again.summary() == result.summary()
     pd.testing.assert_frame_equal(again.per_class, result.per_class, check_dtype=False)
+
+
+def test_macro_auc_names_the_classes_it_averages(tmp_path):
+    y = np.array([MEL, MEL, NV, NV, NV])
+    proba = one_hot(np.array([MEL, NV, NV, NV, MEL])) * 0.8 + 0.2 / 7
+    result = evaluate.report(y, proba)
+    assert result.auc_classes == ("mel", "nv")
+    assert "] (over 2 of 7 classes: mel, nv)" in result.summary().split("macro AUC")[1]
+    assert result.to_dict()["auc_classes"] == ["mel", "nv"]
+    assert any("averages the 2 classes whose AUC is defined: mel, nv" in note for note in result.notes)
+    assert evaluate.Report.from_json(result.to_json(tmp_path / "r.json")).auc_classes == ("mel", "nv")
+    full = evaluate.report(Y, one_hot(Y) * 0.5 + 0.5 / 7)
+    assert full.auc_classes == tuple(CLASSES) and "(over 7 classes)" in full.summary()
+
+
+def test_paired_difference_of_two_parts_and_reweighted_accuracy():
+    # part A: 4 nv (3 right), 4 mel (1 right); part B: 8 nv (6 right), 0 mel... plus 2 mel (1 right)
+    y = np.array([NV] * 4 + [MEL] * 4 + [NV] * 8 + [MEL] * 2)
+    right = np.array([1, 1, 1, 0, 1, 0, 0, 0] + [1] * 6 + [0, 0] + [1, 0], dtype=bool)
+    pred = np.where(right, y, (y + 1) % 7)
+    part_a = np.arange(18) < 8
+    shares = np.bincount(y, minlength=7) / 18  # nv 12/18, mel 6/18
+    # recalls: A nv 3/4 mel 1/4; B nv 6/8 mel 1/2. Reweighted to the whole mix: A 2/3*3/4 + 1/3*1/4 = 7/12,
+    # B 2/3*3/4 + 1/3*1/2 = 8/12. Balanced: A 1/2, B 5/8. Plain accuracy: A 4/8, B 7/10.
+    reweighted = bootstrap.reweighted_accuracy(y[part_a], pred[part_a], shares=shares)
+    assert reweighted == pytest.approx(7 / 12)
+    assert bootstrap.reweighted_accuracy(y, pred, shares=shares) == pytest.approx(bootstrap.accuracy(y, pred))
+    for metric, expected in ((bootstrap.accuracy, 4 / 8 - 7 / 10), (bootstrap.balanced_accuracy, 1 / 2 - 5 / 8)):
+        assert bootstrap.paired_difference(metric, part_a, ~part_a)(y, pred, pred) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="needs shares"):
+        bootstrap.reweighted_accuracy(y, pred)
+    with pytest.raises(ValueError, match=r"row mask of shape \(3,\) for 18 rows"):
+        bootstrap.paired_difference(bootstrap.accuracy, part_a[:3])(y, pred, pred)
 
 
 def test_report_renders_for_notebooks():

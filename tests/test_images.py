@@ -158,3 +158,21 @@ def test_decompression_bomb_is_skipped_with_errors_skip(synthetic_data, tmp_path
     with pytest.raises(ImageError, match="huge.jpg"):
         load_images(paths, size=(8, 8), cache_dir=tmp_path / "cache", progress=False)
     assert not list((tmp_path / "cache").glob("*.npy")) and not list((tmp_path / "cache").glob(".*tmp"))
+
+
+def test_a_cache_zeroed_in_place_is_rebuilt_with_a_warning(synthetic_data, tmp_path):
+    meta = load_metadata(synthetic_data)
+    first = np.array(load_images(meta, size=(30, 40), cache_dir=tmp_path, progress=False))
+    (target,) = tmp_path.glob("*.npy")
+    assert target.with_name(target.name + ".crc32").is_file()
+    header = len(target.read_bytes()) - first.nbytes
+    with open(target, "r+b") as handle:  # same size, same header, all pixels zero
+        handle.seek(header)
+        handle.write(bytes(first.nbytes))
+    with pytest.warns(UserWarning, match=r"image cache .* is not used: its contents changed .*Rebuilding"):
+        again = load_images(meta, size=(30, 40), cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(first, again)
+    target.with_name(target.name + ".crc32").unlink()
+    with pytest.warns(UserWarning, match=r"checksum file .*\.npy\.crc32' is missing"):
+        np.testing.assert_array_equal(first, load_images(meta, size=(30, 40), cache_dir=tmp_path, progress=False))
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".crc32", ".npy"]

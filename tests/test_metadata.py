@@ -157,3 +157,48 @@ def test_semicolon_csv_gets_a_separator_hint(synthetic_data, tmp_path):
     with pytest.raises(DataError, match=r"HAM10000_metadata.csv' is separated by semicolons \(;\).*Save it "
                                         r"again as CSV with commas"):
         load_metadata(root)
+
+
+def test_lesion_ids_with_trailing_spaces_are_stripped(real_data, tmp_path):
+    from skinlib.data import split
+
+    frame = pd.read_csv(real_data / "HAM10000_metadata.csv")
+    repeat = frame["lesion_id"].duplicated(keep="first")  # the second and later photos of a lesion
+    frame.loc[repeat, "lesion_id"] = frame.loc[repeat, "lesion_id"] + "  "
+    frame.to_csv(tmp_path / "HAM10000_metadata.csv", index=False)
+    meta = load_metadata(tmp_path, images=real_data / "images_200x150")
+    assert int(repeat.sum()) > 2000 and meta["lesion_id"].nunique() == 7_470
+    assert split(meta, "grouped", seed=0).shared_lesions("test") == 0
+
+
+def test_upper_case_extensions_are_found(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    for path in sorted((root / "HAM10000_images_part_1").iterdir())[::2]:
+        path.rename(path.with_suffix(".JPEG"))
+    meta = load_metadata(root)
+    assert len(meta) == 70 and meta["path"].str.endswith(".JPEG").any()
+
+
+def test_unreadable_extension_is_named(synthetic_data, tmp_path):
+    root = copy_dataset(synthetic_data, tmp_path / "d")
+    for folder in ("HAM10000_images_part_1", "HAM10000_images_part_2"):
+        for path in sorted((root / folder).iterdir()):
+            path.rename(path.with_suffix(".tif"))
+    with pytest.raises(DataError, match=r"70 of 70 images .* missing .*hold files ending \.tif.*\.jpg, \.jpeg, "
+                                        r"\.png \(any case\)"):
+        load_metadata(root)
+
+
+def test_data_dir_that_is_a_file_is_refused_naming_its_folder(synthetic_data, tmp_path, monkeypatch):
+    from skinlib import data
+
+    csv = synthetic_data / "HAM10000_metadata.csv"
+    with pytest.raises(DataError, match=rf"data_dir '{csv}' is a file, not a folder.*perhaps '{synthetic_data}'"):
+        data.locate(csv)
+    monkeypatch.setenv("SKINLIB_DATA", str(csv))
+    with pytest.raises(DataError, match=r"\$SKINLIB_DATA '.*HAM10000_metadata.csv' is a file, not a folder"):
+        data.locate(None)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("lesion_id,image_id\n")
+    with pytest.raises(DataError, match=rf"'{notes}' is a file, not a folder.*perhaps '{tmp_path}'"):
+        load_metadata(notes)

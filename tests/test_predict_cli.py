@@ -198,3 +198,29 @@ def test_native_stderr_is_hidden_but_python_messages_show(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr == "error: from python\nafter\n"
+
+
+def grey16(path: Path) -> Path:
+    """A 16-bit greyscale PNG whose values span 1,000-4,000 (a 12-bit sensor): all white if clipped at 255."""
+    ramp = np.linspace(1000, 4000, 20 * 15).reshape(15, 20).astype(np.uint16)
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I")
+    return path
+
+
+def test_a_16_bit_greyscale_png_is_scaled_by_its_range_not_saturated(tmp_path):
+    from skinlib.data.images import decode_image
+
+    path = grey16(tmp_path / "grey16.png")
+    for pixels in (predict.read_image(path), decode_image(path, (15, 20))):
+        assert pixels.dtype == np.uint8 and pixels.shape == (15, 20, 3)
+        assert pixels.min() <= 1 and pixels.max() >= 254 and 100 < pixels.mean() < 155  # a ramp, not white
+
+
+def test_an_image_below_the_minimum_size_is_refused_with_the_minimum(model_file, tmp_path, capsys):
+    from skinlib.pixels import MIN_SIDE
+
+    Image.new("RGB", (1, 1), (120, 80, 60)).save(tmp_path / "dot.png")
+    code, out, err = run_cli(capsys, tmp_path / "dot.png", image(tmp_path / "ok.png"), "--model", model_file)
+    assert code == 1 and "ok.png" in out and "dot.png:" not in out
+    assert f"is 1x1 pixels, smaller than the {MIN_SIDE}x{MIN_SIDE} minimum (skinlib.pixels.MIN_SIDE)" in err

@@ -265,7 +265,8 @@ def check_smoke_outputs(out: Path, result: subprocess.CompletedProcess, steps, e
             assert record["depth"] == step.depth or step.depth is None
             assert record["parameter_counts"]["total"] > 0 and record["parameters"]["epochs"] == 1
             assert len(record["history"]) == len(step.stages)  # one epoch per stage
-            assert set(record["leak"]) == {"whole test set", "leak-free part", "leaked part", "gap: whole - leak-free"}
+            assert set(record["leak"]) == {"whole test set", "leak-free part", "leaked part", "leaked - leak-free",
+                                           "context: whole - leak-free"}
     text = (out / "results.md").read_text()
     assert "| Notebook | Model | Val acc. study |" in text and "profile: **smoke**" in text
     return table

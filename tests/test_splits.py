@@ -133,3 +133,31 @@ def test_source_out_refuses_what_it_cannot_split(meta, dataverse):
         split(dataverse, "source_out")
     with pytest.raises(ValueError, match="source='rosendahl'.*protocol='source_out', not 'grouped'"):
         split(dataverse, "grouped", source="rosendahl")
+
+
+@pytest.mark.parametrize("val_size", [0.1, 0.2])
+def test_study_control_has_the_deleaked_size_and_class_mix_and_the_study_test_set(meta, val_size):
+    study = split(meta, "study", val_size=val_size)
+    deleaked = split(meta, "study_deleaked", val_size=val_size)
+    control = split(meta, "study_control", val_size=val_size)
+    assert control.protocol == "study_control"
+    assert list(control.test["image_id"]) == list(study.test["image_id"])
+    for part in ("train", "val"):
+        ours, theirs = getattr(control, part), getattr(deleaked, part)
+        assert len(ours) == len(theirs) < len(getattr(study, part))
+        assert ours["dx"].value_counts().to_dict() == theirs["dx"].value_counts().to_dict()
+        assert set(ours["image_id"]) <= set(getattr(study, part)["image_id"])
+        assert list(ours.index) == [i for i in getattr(study, part).index if i in set(ours.index)]  # order kept
+    assert control.shared_lesions("test") > 300  # drawn at random: most of the leak stays
+    again = split(meta, "study_control", val_size=val_size)
+    assert list(again.train["image_id"]) == list(control.train["image_id"])
+    other = split(meta, "study_control", val_size=val_size, seed=1)
+    assert list(other.test["image_id"]) == list(split(meta, "study", val_size=val_size, seed=1).test["image_id"])
+
+
+def test_leak_counts_quoted_in_the_docstrings(meta):
+    for val_size, leaked in ((0.1, 397), (0.2, 361)):
+        parts = split(meta, "study", val_size=val_size)
+        assert parts.shared_lesions("test") == leaked
+        train_or_val = set(parts.train["lesion_id"]) | set(parts.val["lesion_id"])
+        assert int(parts.test["lesion_id"].isin(train_or_val).sum()) == 441

@@ -110,14 +110,21 @@ def test_leak_gap_on_known_predictions():
     leaked = np.array([True, False] * 10)
     proba = np.eye(7)[np.where(leaked, y, (y + 1) % 7)]  # right where leaked, wrong elsewhere
     table = leakage.gap(y, proba, leaked, groups=np.arange(20) // 2, n_resamples=200)
+    assert list(table.index) == list(leakage.ROWS)
     assert table.loc["whole test set", "accuracy"] == 0.5
     assert table.loc["leak-free part", "accuracy"] == 0.0 and table.loc["leaked part", "accuracy"] == 1.0
-    gap = table.loc["gap: whole - leak-free"]
-    assert gap["accuracy"] == 0.5 and gap["accuracy_low"] <= 0.5 <= gap["accuracy_high"]
+    difference = table.loc["leaked - leak-free"]
+    for metric in ("balanced_accuracy", "reweighted_accuracy"):
+        assert difference[metric] == 1.0 and difference[f"{metric}_low"] <= 1.0 <= difference[f"{metric}_high"]
+    assert np.isnan(difference["accuracy"])
+    assert table.loc["context: whole - leak-free", "accuracy"] == 0.5
+    # the whole set reweighted to its own class mix is its accuracy
+    assert table.loc["whole test set", "reweighted_accuracy"] == pytest.approx(0.5)
     assert table.loc["whole test set", "lesions"] == 10
     none_leaked = leakage.gap(y, proba, np.zeros(20, dtype=bool), n_resamples=50)
-    assert none_leaked.loc["gap: whole - leak-free", "accuracy"] == 0.0
+    assert none_leaked.loc["context: whole - leak-free", "accuracy"] == 0.0
     assert np.isnan(none_leaked.loc["leaked part", "accuracy"])
+    assert np.isnan(none_leaked.loc["leaked - leak-free", "balanced_accuracy"])
 
 
 def test_the_study_test_set_has_605_leak_free_images(real_data):

@@ -290,6 +290,24 @@ def test_balanced_accuracy_metric_equals_scikit_learn():
     assert float(metric.result()) == 0.0
 
 
+def test_balanced_accuracy_metric_uses_sample_weight():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, 150)
+    proba = rng.dirichlet(np.ones(7), 150)
+    weight = rng.integers(0, 4, 150).astype("float32")  # integer weights: rows repeated, some left out
+    metric = train.BalancedAccuracy()
+    for start in range(0, 150, 64):
+        batch = slice(start, start + 64)
+        metric.update_state(keras.utils.to_categorical(y[batch], 7), proba[batch], sample_weight=weight[batch])
+    expected = balanced_accuracy_score(y, proba.argmax(axis=1), sample_weight=weight)
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
+    assert expected != pytest.approx(balanced_accuracy_score(y, proba.argmax(axis=1)), abs=1e-3)
+    with pytest.raises(ValueError, match="sample_weight has 3 values for 64 samples"):
+        metric.update_state(keras.utils.to_categorical(y[:64], 7), proba[:64], sample_weight=weight[:3])
+
+
 class _SetRate(keras.callbacks.Callback):
     """Stands for a plateau that lowered the learning rate by the end of a stage."""
 

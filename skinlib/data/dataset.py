@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,19 @@ def locate(data_dir: str | Path | None = None, images: str | None = None) -> tup
     ``data_dir`` None means ``$SKINLIB_DATA``, else ``data/ham10000`` (from the project root) or
     ``../data/ham10000`` (from ``notebooks/``). ``images`` None means the official ``HAM10000_images_part_*``
     folders when present, else the first ``images*`` folder (e.g. ``images_200x150``). No image is read here.
+    A ``data_dir`` (or ``$SKINLIB_DATA``) that is a file, the metadata CSV for instance, is refused with its folder.
     """
+    from_env = data_dir is None and bool(os.environ.get(config.DATA_ENV))
     if data_dir is None:
         root = config.data_root()
         if not root.is_absolute() and not root.exists() and (Path("..") / root).exists():
             root = Path("..") / root
         data_dir = root
     data_dir = Path(data_dir).expanduser()
+    if data_dir.is_file():
+        where = f"${config.DATA_ENV}" if from_env else "data_dir"
+        raise DataError(f"{where} '{data_dir}' is a file, not a folder: point {where} at the HAM10000 folder "
+                        f"that holds HAM10000_metadata.csv and the image folders (perhaps '{data_dir.parent}').")
     if images is None and not any((data_dir / name).is_dir() for name in OFFICIAL_IMAGES):
         found = sorted(p.name for p in data_dir.glob("images*") if p.is_dir())
         images = found[0] if found else None

@@ -5,7 +5,10 @@ The study held the whole dataset as float32 (4.8 GB at 192x256). Here images sta
 as a memory-mapped ``.npy`` in :func:`skinlib.config.cache_dir`, named by the image list and size and
 checked against each file's size and modification time, so a second call returns at once and a changed
 file is noticed. The cache is written to a temporary file and renamed: an interrupted build never
-leaves a corrupt cache behind.
+leaves a corrupt cache behind. Beside it, ``<cache>.crc32`` holds a CRC-32 of the middle row of up to
+``CHECKED_IMAGES`` images spread evenly over the array (:func:`sample_checksum`: as many pages read, so a cache
+hit stays cheap); a cache overwritten in place (zeroed, or another array of the same size) no longer matches it
+and is rebuilt with a warning. A few images changed in place between the sampled ones would go unnoticed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import uuid
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -27,16 +31,19 @@ from tqdm.auto import tqdm
 from skinlib.backbones import STUDY_INPUT_SIZE
 from skinlib.config import cache_dir as default_cache_dir
 from skinlib.errors import ImageError, image_too_large
+from skinlib.pixels import eight_bit
 
 CACHE_FORMAT = 1  # bump when decoding changes, so older caches are not reused
+CHECKED_IMAGES = 64  # images whose middle row the cache's checksum covers (each costs a page read on a hit)
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 def decode_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """One image as an RGB uint8 array of ``size`` = (height, width).
 
-    EXIF orientation is applied; the resize is LANCZOS, like the study. For a JPEG at least twice the
-    target size, Pillow's draft mode first scales it in the DCT domain (by 1/2, 1/4 or 1/8, never
+    EXIF orientation is applied; a 16-bit greyscale image is brought to 8 bits by its range
+    (:func:`skinlib.pixels.eight_bit`), never saturated; the resize is LANCZOS, like the study. For a JPEG at
+    least twice the target size, Pillow's draft mode first scales it in the DCT domain (by 1/2, 1/4 or 1/8, never
     below the target), which is several times faster than a full decode.
     """
     height, width = size
@@ -45,7 +52,7 @@ def decode_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
             orientation = image.getexif().get(0x0112, 1)
             draft_size = (height, width) if orientation in ROTATING_ORIENTATIONS else (width, height)
             image.draft("RGB", draft_size)
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = eight_bit(ImageOps.exif_transpose(image)).convert("RGB")
             if image.size != (width, height):
                 image = image.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(image, dtype=np.uint8)
@@ -91,6 +98,31 @@ def file_stamps(paths: list[str]) -> str:
     return stats.hexdigest()
 
 
+def sample_checksum(images: np.ndarray, checked: int = CHECKED_IMAGES) -> int:
+    """CRC-32 of the middle row of ``checked`` images spread evenly over an (N, height, width, 3) array (all of
+    them if fewer): about one page read per image checked; it changes when the array is overwritten as a whole
+    (zeroed, say) or any checked image is."""
+    if images.size == 0:
+        return zlib.crc32(b"")
+    rows = np.unique(np.linspace(0, len(images) - 1, min(checked, len(images))).round().astype(np.int64))
+    return zlib.crc32(np.ascontiguousarray(images[rows, images.shape[1] // 2]).data)
+
+
+def checksum_file(target: Path) -> Path:
+    """Where the cache ``target``'s :func:`sample_checksum` is kept: ``<target>.crc32``, beside it."""
+    return target.with_name(target.name + ".crc32")
+
+
+def cache_problem(target: Path, images: np.ndarray) -> str | None:
+    """Why the cached ``images`` read from ``target`` cannot be trusted (checksum absent or different), or None."""
+    try:
+        stored = int(checksum_file(target).read_text().strip())
+    except (OSError, ValueError):
+        return f"its checksum file '{checksum_file(target).name}' is missing or unreadable"
+    found = sample_checksum(images)
+    return None if found == stored else f"its contents changed (CRC-32 {found:08x}, stored {stored:08x})"
+
+
 def decode_into(out: np.ndarray, paths: list[str], size: tuple[int, int], workers: int, progress: bool,
                 errors: str) -> list[int]:
     """Decode ``paths`` into ``out`` with a pool of threads (Pillow releases the GIL); return failed rows."""
@@ -122,12 +154,16 @@ def build_cache(target: Path, prefix: str, paths: list[str], size: tuple[int, in
         out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), *size, 3))
         decode_into(out, paths, size, workers, progress, errors="raise")
         out.flush()
+        checksum = sample_checksum(out)
         del out
         os.replace(temporary, target)
+        checksum_file(temporary).write_text(f"{checksum}\n")
+        os.replace(checksum_file(temporary), checksum_file(target))
     finally:
         temporary.unlink(missing_ok=True)
-    for stale in target.parent.glob(f"{prefix}-*.npy"):
-        if stale != target:
+        checksum_file(temporary).unlink(missing_ok=True)
+    for stale in [*target.parent.glob(f"{prefix}-*.npy"), *target.parent.glob(f"{prefix}-*.npy.crc32")]:
+        if stale not in (target, checksum_file(target)):
             stale.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
 
@@ -161,9 +197,17 @@ def load_images(frame: pd.DataFrame | Iterable[str | Path], size: tuple[int, int
         target, prefix = cache_file(paths, size, folder)
         if target.is_file():
             try:
-                return np.load(target, mmap_mode="r")
+                cached = np.load(target, mmap_mode="r")
             except (ValueError, OSError):
-                target.unlink(missing_ok=True)  # unreadable cache: rebuild it
+                cached, problem = None, "it cannot be read as an array"
+            else:
+                problem = cache_problem(target, cached)
+            if problem is None:
+                return cached
+            warnings.warn(f"The image cache '{target}' is not used: {problem}. Rebuilding it from the images.",
+                          stacklevel=2)
+            del cached
+            target.unlink(missing_ok=True)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             return build_cache(target, prefix, paths, size, workers, progress)

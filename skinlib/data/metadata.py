@@ -25,14 +25,17 @@ METADATA_NAMES = (
     "HAM10000_metadata",
 )
 OFFICIAL_IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # matched case-insensitively: .JPG, .JPEG and .PNG count too
 
 
 def find_metadata_file(root: str | Path) -> Path:
-    """The metadata file in ``root`` (or ``root`` itself when it is a file)."""
+    """The metadata file in ``root`` (or ``root`` itself when it is a metadata table: .csv, .tab or a known name)."""
     root = Path(root)
     if root.is_file():
-        return root
+        if root.suffix.lower() in (".csv", ".tab") or root.name in METADATA_NAMES:
+            return root
+        raise DataError(f"'{root}' is a file, not a folder (nor a .csv or .tab metadata table): pass the HAM10000 "
+                        f"folder that holds HAM10000_metadata.csv and the image folders (perhaps '{root.parent}').")
     if not root.is_dir():
         raise DataError(
             f"No HAM10000 dataset at '{root}': the folder does not exist. Download it with "
@@ -125,6 +128,7 @@ def validate_metadata(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
             raise DataError(f"Metadata file '{source}': empty `{column}` at data row {empty[0] + 1} "
                             f"(line {empty[0] + 2}); fix or remove that row.")
     frame = frame.assign(
+        lesion_id=frame["lesion_id"].astype("str").str.strip(),  # "HAM_0000118 " is the lesion of "HAM_0000118"
         image_id=frame["image_id"].astype("str").str.strip(),
         dx=frame["dx"].astype("str").str.strip().str.lower(),
     )
@@ -166,13 +170,23 @@ def image_dirs(root: Path, images: str | Path | None) -> list[Path]:
 
 
 def index_images(folders: list[Path]) -> dict[str, Path]:
-    """Map image stem (``ISIC_0024306``) to its file, over all ``folders``."""
+    """Map image stem (``ISIC_0024306``) to its file, over all ``folders``; extensions in any case."""
     index: dict[str, Path] = {}
     for folder in folders:
         for entry in sorted(folder.iterdir()):
-            if entry.suffix in IMAGE_SUFFIXES:
+            if entry.suffix.lower() in IMAGE_SUFFIXES:
                 index.setdefault(entry.stem, entry)
     return index
+
+
+def other_suffixes(folders: list[Path], limit: int = 5) -> list[str]:
+    """The file extensions (most frequent first) in ``folders`` that are not images skinlib reads."""
+    counts: dict[str, int] = {}
+    for folder in folders:
+        for entry in folder.iterdir():
+            if entry.is_file() and entry.suffix.lower() not in IMAGE_SUFFIXES:
+                counts[entry.suffix or "(none)"] = counts.get(entry.suffix or "(none)", 0) + 1
+    return [suffix for suffix, _ in sorted(counts.items(), key=lambda item: -item[1])][:limit]
 
 
 def load_metadata(root: str | Path, images: str | Path | None = None, missing: str = "raise") -> pd.DataFrame:
@@ -200,9 +214,12 @@ def load_metadata(root: str | Path, images: str | Path | None = None, missing: s
     absent = paths.isna()
     if absent.any() and missing == "raise":
         first = ", ".join(frame.loc[absent, "image_id"].head(5))
+        others = other_suffixes(folders)
+        seen = (f" The folder(s) hold files ending {', '.join(others)}, which skinlib does not read: it reads "
+                f"{', '.join(IMAGE_SUFFIXES)} (any case); convert them." if others else "")
         raise DataError(
             f"{int(absent.sum())} of {len(frame)} images listed in '{source}' are missing from "
-            f"{', '.join(str(f) for f in folders)} (first: {first}). Complete the download "
+            f"{', '.join(str(f) for f in folders)} (first: {first}).{seen} Complete the download "
             f"(`python -m skinlib download`), pass the right images= folder, or missing='drop'."
         )
     frame = frame.assign(path=paths.astype("str"))

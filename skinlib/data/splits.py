@@ -6,9 +6,20 @@ split *images* at random, so a test image often has a sibling photo of the same 
 :func:`skinlib.data.find_duplicates`) it also keeps near-identical images filed under different lesion ids
 in one part, by merging their lesions into one group. ``protocol="study_deleaked"`` keeps the study's test set
 and removes from training and validation every image of a test lesion (and, given ``duplicates``, every
-near-duplicate of a test image): the same test images scored with and without the leak, which is what the leak
-is worth for one model. ``protocol="source_out"`` (with ``source=``) tests on one image source (the Dataverse
-``dataset`` column) and trains and validates on the others: how far the model carries to a collection it never saw.
+near-duplicate of a test image): the same test images scored with and without the leak. Removing them also
+leaves less data, with another class mix (at seed 0, val_size 0.1: 498 training and 76 validation images
+fewer, of 9,013). ``protocol="study_control"`` separates the two: the study's train and validation minus as
+many images drawn at random (seeded), class by class and part by part, as ``study_deleaked`` removes; same test
+set. Deleaked against control is what the leak is worth; control against the study's split is what the images
+removed are worth.
+
+How much of the study's test set leaks (metadata in file order, seed 0): 397 of its 1,002 test images have a
+photo of the same lesion in *training* at val_size 0.1 (notebooks 03-09), 605 do not; at val_size 0.2
+(notebook 02) 361 and 641. With validation counted too, 441 test images share a lesion with training or
+validation at either val_size, and validation decides the learning-rate plateaus and the checkpoint kept.
+
+``protocol="source_out"`` (with ``source=``) tests on one image source (the Dataverse ``dataset``
+column) and trains and validates on the others: how far the model carries to a collection it never saw.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from skinlib.classes import CLASSES
 
-PROTOCOLS = ("study", "grouped", "study_deleaked", "source_out")
+PROTOCOLS = ("study", "grouped", "study_deleaked", "study_control", "source_out")
 PARTS = ("train", "val", "test")
 
 
@@ -109,13 +120,16 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
             and validation, grouped and stratified as ``"grouped"``, with ``val_size`` their validation share;
             images of a test lesion (or, given ``duplicates``, group) filed under another source are dropped
             (9 lesions of HAM10000 span two sources). Needs the ``dataset`` column (the Dataverse metadata).
+            ``"study_control"``: the study's split with as many images of each class removed at random (seeded)
+            from train and from validation as ``"study_deleaked"`` removes there: the same sizes and class mix
+            as ``"study_deleaked"``, the same test set, but the leak (mostly) kept.
         seed: random seed.
         val_size: validation share of what remains after the test part ("study") or of all ("grouped").
         test_size: test share of all images.
         duplicates: near-duplicate pairs (from :func:`skinlib.data.find_duplicates`). ``"grouped"``: kept in
             one part (the lesions of each pair are merged into one group, :func:`duplicate_groups`);
-            ``"study_deleaked"``: those of test images are removed from train and validation too. None (default):
-            groups are the lesion ids.
+            ``"study_deleaked"``: those of test images are removed from train and validation too (and
+            ``"study_control"`` removes as many at random). None (default): groups are the lesion ids.
         source: the held-out image source of ``"source_out"`` (a value of ``dataset``, e.g. ``"rosendahl"``).
     """
     if protocol not in PROTOCOLS:
@@ -144,6 +158,14 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
         test = meta[held]
         rest = meta[~held & ~groups.isin(set(groups[held]))]
         train, val = _grouped_holdout(rest, groups, val_size, seed + 1)
+    elif protocol == "study_control":
+        study = split(meta, "study", seed=seed, val_size=val_size, test_size=test_size)
+        deleaked = split(meta, "study_deleaked", seed=seed, val_size=val_size, test_size=test_size,
+                         duplicates=duplicates)
+        rng = np.random.default_rng(seed)
+        train, val = (_drop_like(full, kept, rng) for full, kept in ((study.train, deleaked.train),
+                                                                      (study.val, deleaked.val)))
+        test = study.test
     else:
         groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
         rest, test = _grouped_holdout(meta, groups, test_size, seed)
@@ -163,6 +185,13 @@ def _held_out_source(meta: pd.DataFrame, source: str | None) -> pd.Series:
         raise ValueError(f"split(protocol='source_out') {given} the image source to test on; the sources "
                          f"present are {', '.join(present)}.")
     return meta["dataset"] == source
+def _drop_like(frame: pd.DataFrame, kept: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """``frame`` without, in each class, as many rows drawn at random as ``kept`` (a subset of it) lacks of that
+    class; the rows keep their order."""
+    removed = frame.loc[frame.index.difference(kept.index), "dx"].value_counts().sort_index()
+    dropped = [rng.choice(frame.index[frame["dx"] == dx].to_numpy(), size=int(n), replace=False)
+               for dx, n in removed.items()]
+    return frame.drop(np.concatenate(dropped)) if dropped else frame
 
 
 def _grouped_holdout(frame: pd.DataFrame, groups: pd.Series, size: float,
