@@ -4,7 +4,7 @@
 
     run = settings.resolve("03", globals())   # in a notebook, after its parameters cell
     run                                        # every setting and where it came from (a table in Jupyter)
-    run.image_size, run.batch_size             # None has become the study's: (192, 256), 64
+    run.image_size, run.batch_size             # None has become the study's: 192x256, batch 64
     head, top = run.stages                     # the study's fits as the recipe runs them (``recipe.apply``)
     train.fit(model, arrays, run.recipe, head, augmentation=augmentation, **run.fit_options)
     outputs.record(run, reports=reports)       # the record's "parameters" are ``run.to_dict()``
@@ -72,7 +72,7 @@ def _val_size(value, step):
 
 
 def _subset(value, step):
-    return None if value is None else _integer(value, MIN_SUBSET, f"None (every image) or a subset size")
+    return None if value is None else _integer(value, MIN_SUBSET, "None (every image) or a subset size")
 
 
 def _image_size(value, step):

@@ -1,6 +1,5 @@
 """settings.resolve: one resolved, checked settings object per run, written into the record and read back."""
 
-import json
 import textwrap
 
 import nbformat
