@@ -8,7 +8,7 @@
     head, top = run.stages                     # the study's fits as the recipe runs them (``recipe.apply``)
     train.fit(model, arrays, run.recipe, head, augmentation=augmentation, **run.fit_options)
     outputs.record(run, reports=reports)       # the record's "parameters" are ``run.to_dict()``
-    settings.from_record(outputs.read_record(out_dir, "07"))   # read back (notebook 09)
+    settings.read(out_dir, "07")               # read back from its record (notebook 09)
 
 A notebook parameter is one field of :class:`Settings` made with :func:`parameter`: add the line to the
 notebooks' parameters cells and the field here, and :func:`resolve` picks it up by name, checks it and writes it
@@ -335,6 +335,14 @@ def resolve(step: "str | study.Step", parameters: Mapping[str, Any]) -> Settings
             raise SettingsError(f"parameter tta={values['tta']!r} of {row.notebook}: {error}") from None
     return Settings(step=row, merged_duplicates=values["protocol"] != "study", started=outputs.now(),
                     given=frozenset(given), **values)
+
+
+def read(out_dir: str | Path, step: str) -> Settings:
+    """The settings of the run whose record notebook ``step`` wrote under ``out_dir`` (``outputs.read_record``),
+    with ``out_dir`` as its folder (a record does not store its own folder)."""
+    from skinlib import outputs
+
+    return dataclasses.replace(from_record(outputs.read_record(out_dir, step)), out_dir=Path(out_dir))
 
 
 def from_record(record: Mapping[str, Any]) -> Settings:

@@ -55,6 +55,7 @@ def test_the_record_is_written_from_the_settings_and_read_back(tmp_path):
     record = outputs.read_record(tmp_path, "07")
     assert record["parameters"]["recipe"] == "mine" and record["parameters"]["seed"] == 3
     assert [s["epochs"] for s in record["parameters"]["stages"]] == [1, 1]
+    assert settings.read(tmp_path, "07").folder.model == tmp_path / "models" / "07_retrain_inception_v3.keras"
     again = settings.from_record(record)
     assert again.recipe == variant and again.seed == 3 and again.tta == "flips" and again.stages == run.stages
     assert settings.from_record(outputs.jsonable(outputs.record(settings.resolve("08", {}), reports={}))).recipe \
