@@ -22,8 +22,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from skinlib.config import cache_dir as default_cache_dir
@@ -84,7 +86,20 @@ def _inliers(features: list[dict], keys: np.ndarray, pairs: np.ndarray, store: F
 def search(frame: pd.DataFrame, neighbours: int = NEIGHBOURS, candidates: int = retakes.CANDIDATES,
            store: FeatureStore | None = None, workers: int | None = None, progress: bool = True) -> dict:
     """Candidate pairs of both searches, each unordered pair once (``a`` < ``b``, row positions into ``frame``),
-    with their ``similarity`` and ``inliers``, and whether the copy search proposed them (``copy_candidate``)."""
+    with their ``similarity`` and ``inliers``, and whether the copy search proposed them (``copy_candidate``).
+
+    The work is parallel over images and pairs (``workers`` threads), so BLAS, OpenMP and OpenCV run one thread
+    each meanwhile: threads inside threads oversubscribe the cores."""
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(limits=1):
+            return _search(frame, neighbours, candidates, store, workers, progress)
+    finally:
+        cv2.setNumThreads(opencv_threads)
+
+
+def _search(frame, neighbours, candidates, store, workers, progress) -> dict:
     paths = [str(p) for p in frame["path"]]
     keys = image_keys(paths)
     store = store or FeatureStore(None)

@@ -39,7 +39,8 @@ THUMB = 12  # Lab thumbnail: THUMB x THUMB x 3
 HOG_SIDE = 32  # HOG of a HOG_SIDE x HOG_SIDE grayscale image (cells of 8, blocks of 16, 9 orientations)
 MAX_KEYPOINTS = 300
 PCA_COMPONENTS = 96
-CANDIDATES = 15  # nearest others kept per image and per descriptor
+CANDIDATES = 15  # nearest others kept per image and per descriptor (from 1,500 images on)
+MIN_CANDIDATES = 5  # ... and at least this many (one per 100 images in between)
 BRANCHES = 64  # the vocabulary tree: BRANCHES x BRANCHES = 4,096 visual words
 VOCABULARY_SAMPLE = 50_000  # descriptors the vocabulary is learnt from
 RATIO = 0.8  # Lowe's ratio test
@@ -210,7 +211,8 @@ def word_neighbours(bags: sparse.csr_matrix, k: int = CANDIDATES, block: int = 5
 
 def candidates(lab: np.ndarray, hog: np.ndarray, descriptors: list[np.ndarray], k: int = CANDIDATES) -> np.ndarray:
     """Candidate re-take pairs, (m, 2) row positions with a < b, each unordered pair once: the union of each
-    image's ``k`` nearest by the Lab thumbnails, by HOG and by visual words."""
+    image's ``k`` nearest by the Lab thumbnails, by HOG and by visual words (fewer below 1,500 images)."""
+    k = min(k, max(MIN_CANDIDATES, len(lab) // 100))  # a few hundred images need fewer: verification is the cost
     lists = [global_neighbours(lab, k), global_neighbours(hog, k), word_neighbours(visual_words(descriptors), k)]
     pairs = [np.stack([np.repeat(np.arange(len(lab)), n.shape[1]), n.ravel()], axis=1) for n in lists]
     pairs = np.sort(np.concatenate(pairs), axis=1)
