@@ -187,6 +187,12 @@ def test_notebook_01_section_helpers(with_copies, pairs):
 
     figure = leakage.duplicate_pairs_figure(with_copies, pairs, n=3)
     assert isinstance(figure, Figure) and len(figure.axes) == 3 * 2
+    merged = leakage.merged_lesions(with_copies, pairs)["count"]
+    family = with_copies[with_copies["image_id"] == SOURCE]["lesion_id"].tolist() + list(
+        with_copies.loc[with_copies["copy"].notna(), "lesion_id"])
+    assert merged["groups joining several lesion ids"] >= 1 and merged["lesion ids in them"] >= len(set(family))
+    assert merged["lesion ids"] - merged["groups after merging"] == (merged["lesion ids in them"]
+                                                                     - merged["groups joining several lesion ids"])
     across = leakage.duplicate_leakage(with_copies, pairs, seed=1)
     assert list(across.index) == ["study", "grouped", "grouped, duplicates merged"]
     assert across.loc["grouped, duplicates merged", "pairs across parts"] == 0

@@ -121,6 +121,13 @@ def _search(frame, neighbours, candidates, store, workers, progress) -> dict:
             "copy_candidate": np.isin(codes, copy_pairs[:, 0] * len(features) + copy_pairs[:, 1])}
 
 
+def copy_search(frame: pd.DataFrame, neighbours: int = NEIGHBOURS, workers: int | None = None,
+                progress: bool = True) -> dict:
+    """The copy search alone (no re-takes): its candidate pairs, ``inliers`` -1 (not verified)."""
+    found = copies.copy_candidates(copies.embed(frame, workers=workers, progress=progress), neighbours, progress)
+    return {**found, "inliers": np.full(len(found["a"]), -1, np.int32), "copy_candidate": np.ones(len(found["a"]), bool)}
+
+
 def _cache_path(paths: list[str], neighbours: int, candidates: int, folder: Path) -> Path:
     """The result cache file for these image files (list, sizes, mtimes) and search settings."""
     settings = [CACHE_FORMAT, copies.GRID, copies.BLUR, list(copies.ZOOMS), neighbours, candidates,
@@ -131,9 +138,11 @@ def _cache_path(paths: list[str], neighbours: int, candidates: int, folder: Path
 
 
 def _cached_search(frame, neighbours, candidates, cache, cache_dir, workers, progress) -> dict:
+    """:func:`search` (or :func:`copy_search` when ``candidates`` is 0) through the result cache."""
     paths = [str(p) for p in frame["path"]]
     if not cache:
-        return search(frame, neighbours, candidates, None, workers, progress)
+        return (search(frame, neighbours, candidates, None, workers, progress) if candidates
+                else copy_search(frame, neighbours, workers, progress))
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = _cache_path(paths, neighbours, candidates, folder)
     if target.is_file():
@@ -142,7 +151,8 @@ def _cached_search(frame, neighbours, candidates, cache, cache_dir, workers, pro
                 return {name: stored[name] for name in RESULT_ARRAYS}
         except (ValueError, OSError, KeyError, EOFError):
             target.unlink(missing_ok=True)  # unreadable cache: search again
-    found = search(frame, neighbours, candidates, FeatureStore(folder / "duplicate-features"), workers, progress)
+    found = (search(frame, neighbours, candidates, FeatureStore(folder / "duplicate-features"), workers, progress)
+             if candidates else copy_search(frame, neighbours, workers, progress))
     _write_atomic(target, found)
     return found
 
@@ -164,7 +174,8 @@ def find_duplicates(frame: pd.DataFrame, threshold: int = INLIER_THRESHOLD, *,
         threshold: inlier matches from which a pair is returned (default :data:`INLIER_THRESHOLD`; 0 with
             ``copy_threshold=-1`` returns every candidate pair).
         copy_threshold: copy similarity from which a pair is returned (default :data:`DUPLICATE_THRESHOLD`).
-        neighbours, candidates: neighbours kept per image by the copy search and by each re-take descriptor.
+        neighbours, candidates: neighbours kept per image by the copy search and by each re-take descriptor;
+            ``candidates=0``: the copy search alone, in seconds (``inliers`` -1), as before re-takes were sought.
         cache: keep the result in ``cache_dir`` (default :func:`skinlib.config.cache_dir`), named by the image
             files (paths, sizes, modification times) and the settings, and each image's descriptors and each
             pair's score under ``duplicate-features/``, so that new images compute only their own; the
