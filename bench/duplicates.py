@@ -103,8 +103,9 @@ def main(argv=None) -> int:
     ranked_new = ranking_from_pairs(found, len(meta))
     same = lesions[found["a"]] == lesions[found["b"]]
 
-    rows = [["copy search alone (before)", recall(ranked_copy, lesions, multi, 1), recall(ranked_copy, lesions, multi, 5),
-             copy_cross, f"{copy_wall:.0f} s ({copy_cpu:.0f} CPU-s)", "n/a (result not cached here)"],
+    rows = [["copy search alone (before)", recall(ranked_copy, lesions, multi, 1),
+             recall(ranked_copy, lesions, multi, 5), copy_cross, f"{copy_wall:.0f} s ({copy_cpu:.0f} CPU-s)",
+             "n/a (result not cached here)"],
             [f"find_duplicates (inliers >= {duplicates.INLIER_THRESHOLD})", recall(ranked_new, lesions, multi, 1),
              recall(ranked_new, lesions, multi, 5), int((~flagged["same_lesion"]).sum()),
              f"{cold_wall:.0f} s ({cold_cpu:.0f} CPU-s)", f"{warm_wall:.2f} s ({warm_cpu:.2f} CPU-s)"]]

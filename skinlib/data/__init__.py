@@ -8,6 +8,6 @@ from skinlib.data.metadata import load_metadata
 from skinlib.data.splits import Split, duplicate_groups, split, subset
 from skinlib.data.synthetic import make_synthetic
 
-__all__ = ["DUPLICATE_THRESHOLD", "INLIER_THRESHOLD", "Split", "duplicate_groups", "find_duplicates", "find_masks", "load_images",
-           "load_isic2018_test", "load_metadata", "load_parts", "locate", "make_synthetic", "similarity_reference",
-           "split", "subset"]
+__all__ = ["DUPLICATE_THRESHOLD", "INLIER_THRESHOLD", "Split", "duplicate_groups", "find_duplicates", "find_masks",
+           "load_images", "load_isic2018_test", "load_metadata", "load_parts", "locate", "make_synthetic",
+           "similarity_reference", "split", "subset"]

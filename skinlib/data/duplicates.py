@@ -125,7 +125,8 @@ def copy_search(frame: pd.DataFrame, neighbours: int = NEIGHBOURS, workers: int 
                 progress: bool = True) -> dict:
     """The copy search alone (no re-takes): its candidate pairs, ``inliers`` -1 (not verified)."""
     found = copies.copy_candidates(copies.embed(frame, workers=workers, progress=progress), neighbours, progress)
-    return {**found, "inliers": np.full(len(found["a"]), -1, np.int32), "copy_candidate": np.ones(len(found["a"]), bool)}
+    count = len(found["a"])
+    return {**found, "inliers": np.full(count, -1, np.int32), "copy_candidate": np.ones(count, bool)}
 
 
 def _cache_path(paths: list[str], neighbours: int, candidates: int, folder: Path) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinlib.errors import ImageError
+from skinlib.data.images import file_stat
 
 FORMAT = 1  # bump when the descriptors or the verification change, so older batches are not reused
 ARRAYS = ("lab", "hog", "embedding")  # fixed-size descriptors, one row per image
@@ -27,11 +27,7 @@ def image_keys(paths: list[str]) -> np.ndarray:
     """One key per image file: a digest of :data:`FORMAT`, its absolute path, size and modification time."""
     keys = []
     for path in paths:
-        try:
-            info = os.stat(path)
-        except FileNotFoundError as error:
-            raise ImageError(f"Image file '{path}' does not exist. Re-run load_metadata on the current dataset, "
-                             f"or restore the file.") from error
+        info = file_stat(path)
         text = f"{FORMAT}:{os.path.abspath(path)}:{info.st_size}:{info.st_mtime_ns}"
         keys.append(hashlib.sha256(text.encode()).hexdigest()[:24])
     return np.array(keys, dtype="U24")
