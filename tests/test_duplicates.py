@@ -312,7 +312,7 @@ def test_descriptors_and_pair_scores_are_cached_per_image(retakes, tmp_path, mon
 
     monkeypatch.setattr(retakes_module, "describe", counted("describe", describe))
     monkeypatch.setattr(retakes_module, "verify", counted("verify", verify))
-    first = find_duplicates(retakes.iloc[:-1], threshold=0, cache_dir=tmp_path, progress=False)
+    first = find_duplicates(retakes.iloc[:-1], threshold=0, cache_dir=tmp_path, workers=1, progress=False)
     assert calls["describe"] == len(retakes) - 1 and calls["verify"] > 0
     calls.update(describe=0, verify=0)
     again = find_duplicates(retakes.iloc[:-1], threshold=0, cache_dir=tmp_path, progress=False)
@@ -320,7 +320,7 @@ def test_descriptors_and_pair_scores_are_cached_per_image(retakes, tmp_path, mon
     assert calls == {"describe": 0, "verify": 0}  # the result cache: nothing described or verified again
     stricter = find_duplicates(retakes.iloc[:-1], threshold=20, cache_dir=tmp_path, progress=False)
     assert len(stricter) == ((first["inliers"] >= 20) | (first["similarity"] >= DUPLICATE_THRESHOLD)).sum()
-    grown = find_duplicates(retakes, threshold=0, cache_dir=tmp_path, progress=False)  # one image added
+    grown = find_duplicates(retakes, threshold=0, cache_dir=tmp_path, workers=1, progress=False)  # one image added
     assert calls["describe"] == 1  # only the new image is described
     new = grown["image_id_a"].eq(retakes["image_id"].iloc[-1]) | grown["image_id_b"].eq(retakes["image_id"].iloc[-1])
     assert 0 < calls["verify"] <= new.sum() + len(grown) // 2  # mostly the new image's pairs
