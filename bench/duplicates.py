@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--images", default="images_200x150")
     parser.add_argument("--n", type=int, default=None, help="a class-stratified subset (default: all images)")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--save-pairs", type=Path, default=None, help="write every candidate pair here (CSV)")
     parser.add_argument("--dry-run", action="store_true", help="tiny settings: checks the script, judges nothing")
     args = parser.parse_args(argv)
 
@@ -97,6 +98,8 @@ def main(argv=None) -> int:
         all_pairs, cold_wall, cold_cpu = timed(duplicates.find_duplicates, meta, **everything)
         _, warm_wall, warm_cpu = timed(duplicates.find_duplicates, meta, **everything)
         flagged = duplicates.find_duplicates(meta, cache_dir=cache, progress=False)
+    if args.save_pairs:
+        all_pairs.to_csv(args.save_pairs, index=False)
     position = pd.Series(np.arange(len(meta)), index=meta["image_id"])
     found = {"a": position[all_pairs["image_id_a"]].to_numpy(), "b": position[all_pairs["image_id_b"]].to_numpy(),
              "inliers": all_pairs["inliers"].to_numpy(), "similarity": all_pairs["similarity"].to_numpy()}

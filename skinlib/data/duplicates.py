@@ -40,7 +40,7 @@ __all__ = ["DUPLICATE_THRESHOLD", "INLIER_THRESHOLD", "PAIR_COLUMNS", "find_dupl
 INLIER_THRESHOLD = 10
 """Inlier matches from which a pair counts as a re-take (measured on all 10,015 HAM10000 images at 200x150,
 ``python bench/duplicates.py``; see bench/README.md)."""
-CACHE_FORMAT = 2  # bump when the search changes, so older result caches are not reused
+CACHE_FORMAT = 3  # bump when the search changes, so older result caches are not reused
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "lesion_id_a", "lesion_id_b", "dx_a", "dx_b", "similarity",
                 "inliers", "same_lesion")
 RESULT_ARRAYS = ("a", "b", "similarity", "inliers", "copy_candidate")
