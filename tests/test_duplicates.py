@@ -15,8 +15,8 @@ from skinlib.data.synthetic import make_synthetic
 from skinlib.errors import DataError
 
 SOURCE = "ISIC_9000000"
-REAL_RECALL_FLOOR = 0.0  # measured: see test_real_data_same_lesion_recall
-REAL_CROSS_LESION_CEILING = 99
+REAL_RECALL_FLOOR = 0.70  # measured 0.746 on the 134 images of `real_sample` with another photo of their lesion
+REAL_CROSS_LESION_CEILING = 2  # measured 1 (the photo filed twice)
 COPIES = ("flipped", "rotated", "cropped", "jpeg")
 
 
@@ -141,7 +141,7 @@ def test_clear_errors(synthetic_data):
 
 
 @pytest.fixture(scope="module")
-def real_sample(real_data):
+def real_sample(real_data, tmp_path_factory):
     """About 250 real images: 60 lesions with several photos (all of them), 100 single photos, and one photo filed
     under two lesion ids (ISIC_0025226 as HAM_0004919, ISIC_0030074 as HAM_0000140); and all their candidate pairs."""
     meta = load_metadata(real_data, images="images_200x150")
@@ -150,8 +150,9 @@ def real_sample(real_data):
     single = meta[sizes == 1].sample(100, random_state=0)
     known = meta[meta["image_id"].isin(KNOWN)]
     sample = pd.concat([meta[meta["lesion_id"].isin(several)], single, known]).drop_duplicates("image_id")
-    return sample.reset_index(drop=True), find_duplicates(sample, threshold=0, copy_threshold=-1.0, cache=False,
-                                                          progress=False)
+    cache = tmp_path_factory.mktemp("real-cache")
+    candidates = find_duplicates(sample, threshold=0, copy_threshold=-1.0, cache_dir=cache, progress=False)
+    return sample.reset_index(drop=True), candidates, find_duplicates(sample, cache_dir=cache, progress=False)
 
 
 KNOWN = ("ISIC_0025226", "ISIC_0030074")
@@ -159,8 +160,7 @@ KNOWN = ("ISIC_0025226", "ISIC_0030074")
 
 def test_real_data_known_pair_and_random_pairs(real_sample):
     """The photo filed twice is flagged; random pairs of different lesions stay below the copy threshold."""
-    sample, candidates = real_sample
-    flagged = candidates[(candidates["inliers"] >= INLIER_THRESHOLD) | (candidates["similarity"] >= 0.99)]
+    sample, _, flagged = real_sample
     cross = flagged[~flagged["same_lesion"]]
     assert frozenset(KNOWN) in {frozenset(p) for p in zip(cross["image_id_a"], cross["image_id_b"])}
     assert len(cross) <= REAL_CROSS_LESION_CEILING, cross
@@ -170,7 +170,7 @@ def test_real_data_known_pair_and_random_pairs(real_sample):
 
 def test_real_data_same_lesion_recall(real_sample):
     """Recall@1 of same-lesion partners (best candidate by inliers, then similarity) stays above the measured floor."""
-    sample, candidates = real_sample
+    sample, candidates, _ = real_sample
     both = pd.concat([candidates, candidates.rename(columns={"image_id_a": "image_id_b", "image_id_b": "image_id_a",
                                                               "lesion_id_a": "lesion_id_b",
                                                               "lesion_id_b": "lesion_id_a"})])

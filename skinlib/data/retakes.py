@@ -41,9 +41,7 @@ MAX_KEYPOINTS = 300
 PCA_COMPONENTS = 96
 CANDIDATES = 15  # nearest others kept per image and per descriptor (from 1,500 images on)
 MIN_CANDIDATES = 5  # ... and at least this many (one per 100 images in between)
-WORD_CANDIDATES = 25  # nearest by visual words kept per image (from 1,500 images on; scaled like CANDIDATES)
 BRANCHES = 64  # the vocabulary tree: BRANCHES x BRANCHES = 4,096 visual words
-SOFT_BRANCHES = 2  # each descriptor counts as a word in each of its nearest branches
 VOCABULARY_SAMPLE = 50_000  # descriptors the vocabulary is learnt from
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection threshold (pixels at WORK_SIDE)
@@ -167,17 +165,13 @@ def vocabulary(descriptors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.n
 
 
 def assign_words(descriptors: np.ndarray, top: np.ndarray, tree: np.ndarray) -> np.ndarray:
-    """The visual words of each descriptor (n, 128) in a :func:`vocabulary` tree: its nearest leaf in each of its
-    :data:`SOFT_BRANCHES` nearest branches (a soft assignment: a descriptor near a branch border counts in both),
-    int64 (n, SOFT_BRANCHES)."""
+    """The visual word of each descriptor (n, 128) in a :func:`vocabulary` tree: int64 (n,)."""
     vectors = descriptors.astype(np.float32)
-    scores = vectors @ top.T - 0.5 * (top ** 2).sum(axis=1)
-    branches = np.argsort(-scores, axis=1)[:, :SOFT_BRANCHES]
-    words = np.empty(branches.shape, np.int64)
-    for column in range(branches.shape[1]):
-        for number in np.unique(branches[:, column]):
-            rows = np.flatnonzero(branches[:, column] == number)
-            words[rows, column] = number * tree.shape[1] + _nearest(vectors[rows], tree[number])
+    branch = _nearest(vectors, top)
+    words = np.empty(len(vectors), np.int64)
+    for number in np.unique(branch):
+        rows = np.flatnonzero(branch == number)
+        words[rows] = number * tree.shape[1] + _nearest(vectors[rows], tree[number])
     return words
 
 
@@ -191,8 +185,7 @@ def visual_words(descriptors: list[np.ndarray], seed: int = 0) -> sparse.csr_mat
     words = tree.shape[0] * tree.shape[1]
     labels = np.concatenate([assign_words(stacked[start:start + 65536], top, tree)
                              for start in range(0, len(stacked), 65536)])
-    rows = np.repeat(np.repeat(np.arange(len(descriptors)), [len(d) for d in descriptors]), labels.shape[1])
-    labels = labels.ravel()
+    rows = np.repeat(np.arange(len(descriptors)), [len(d) for d in descriptors])
     counts = sparse.csr_matrix((np.ones(len(labels), np.float32), (rows, labels)), shape=(len(descriptors), words))
     counts.sum_duplicates()
     document_frequency = np.bincount(counts.indices, minlength=words)
@@ -218,11 +211,9 @@ def word_neighbours(bags: sparse.csr_matrix, k: int = CANDIDATES, block: int = 5
 
 def candidates(lab: np.ndarray, hog: np.ndarray, descriptors: list[np.ndarray], k: int = CANDIDATES) -> np.ndarray:
     """Candidate re-take pairs, (m, 2) row positions with a < b, each unordered pair once: the union of each
-    image's ``k`` nearest by the Lab thumbnails and by HOG, and its :data:`WORD_CANDIDATES` nearest by visual words
-    (fewer below 1,500 images)."""
+    image's ``k`` nearest by the Lab thumbnails, by HOG and by visual words (fewer below 1,500 images)."""
     k = min(k, max(MIN_CANDIDATES, len(lab) // 100))  # a few hundred images need fewer: verification is the cost
-    words = round(k * WORD_CANDIDATES / CANDIDATES)
-    lists = [global_neighbours(lab, k), global_neighbours(hog, k), word_neighbours(visual_words(descriptors), words)]
+    lists = [global_neighbours(lab, k), global_neighbours(hog, k), word_neighbours(visual_words(descriptors), k)]
     pairs = [np.stack([np.repeat(np.arange(len(lab)), n.shape[1]), n.ravel()], axis=1) for n in lists]
     pairs = np.sort(np.concatenate(pairs), axis=1)
     return np.unique(pairs, axis=0).reshape(-1, 2)
