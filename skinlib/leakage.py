@@ -22,8 +22,9 @@ worth to a model is measured by training it again without the test lesions, ``sp
 "study_deleaked")``, against the control ``protocol="study_control"`` (as many images removed at random), both
 scored on the same test images (``bench/leak_worth.py``).
 
-The other functions show what ``skinlib.data.find_duplicates`` finds (notebook 01): the most similar pairs, the
-similarity of same-lesion against random pairs, and how many pairs each protocol leaves across parts.
+The other functions show what ``skinlib.data.find_duplicates`` finds (notebook 01): the strongest pairs, the
+lesions their merging joins, the copy similarity of same-lesion against random pairs, and how many pairs each
+protocol leaves across parts.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from skinlib import bootstrap
-from skinlib.data import DUPLICATE_THRESHOLD, load_images, split
+from skinlib.data import DUPLICATE_THRESHOLD, duplicate_groups, load_images, split
 
 ROWS = ("whole test set", "leak-free part", "leaked part", "leaked - leak-free", "context: whole - leak-free")
 METRICS = ("accuracy", "balanced_accuracy", "reweighted_accuracy")
@@ -108,11 +109,12 @@ def _scores(y, p, metrics: dict, options: dict) -> dict:
 
 def duplicate_pairs_figure(meta: pd.DataFrame, pairs: pd.DataFrame, n: int = 8, cross_lesion: bool = True,
                            size: tuple[int, int] = (150, 200)) -> Figure:
-    """The ``n`` most similar pairs of :func:`skinlib.data.find_duplicates`, side by side with their similarity.
+    """The ``n`` strongest pairs of :func:`skinlib.data.find_duplicates`, side by side with their inlier count
+    (SIFT matches that one shift + turn + zoom explains) and copy similarity.
 
     Args:
         meta: metadata with the images of the pairs (``image_id`` and ``path``).
-        pairs: from :func:`skinlib.data.find_duplicates`, most similar first.
+        pairs: from :func:`skinlib.data.find_duplicates`, strongest first.
         cross_lesion: show only pairs filed under different lesion ids (the leaks lesion_id misses).
     """
     shown = (pairs[~pairs["same_lesion"]] if cross_lesion else pairs).head(n)
@@ -132,10 +134,22 @@ def duplicate_pairs_figure(meta: pd.DataFrame, pairs: pd.DataFrame, n: int = 8, 
         for col, (image_id, lesion, dx) in enumerate(zip(ids, lesions, classes)):
             axes[row, col].imshow(images[col])
             axes[row, col].set_title(f"{image_id} · {lesion} · {dx}", fontsize=8)
-        axes[row, 0].text(1.02, 0.5, f"{pair.similarity:.3f}", transform=axes[row, 0].transAxes, fontsize=10,
-                          va="center", ha="left")
-    fig.suptitle(f"Most similar {'cross-lesion ' if cross_lesion else ''}pairs (similarity between the images)")
+        axes[row, 0].text(1.02, 0.5, f"{pair.inliers} inliers\nsim. {pair.similarity:.2f}",
+                          transform=axes[row, 0].transAxes, fontsize=9, va="center", ha="left")
+    fig.suptitle(f"Strongest {'cross-lesion ' if cross_lesion else ''}pairs (inlier matches, copy similarity)")
     return fig
+
+
+def merged_lesions(meta: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """What merging the pairs of :func:`skinlib.data.find_duplicates` does to the groups of a grouped split: lesions
+    before, groups after, the groups that join several lesion ids, and the images and lesions in them."""
+    groups = duplicate_groups(meta, pairs)
+    lesions_per_group = meta.groupby(groups.to_numpy())["lesion_id"].nunique()
+    joined = lesions_per_group[lesions_per_group > 1]
+    return pd.Series({"pairs": len(pairs), "cross-lesion pairs": int((~pairs["same_lesion"]).sum()),
+                      "lesion ids": meta["lesion_id"].nunique(), "groups after merging": groups.nunique(),
+                      "groups joining several lesion ids": len(joined), "lesion ids in them": int(joined.sum()),
+                      "images in them": int(groups.isin(joined.index).sum())}).to_frame("count")
 
 
 def similarity_quantiles(reference: pd.DataFrame,

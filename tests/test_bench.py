@@ -53,6 +53,14 @@ def test_measure_sees_an_allocation():
 
 
 @pytest.mark.slow
+def test_duplicates_dry_run(real_data):
+    output = run_script("bench/duplicates.py", "--n", "60", "--dry-run", "--data", str(real_data))
+    rows = {row[0].split(" (")[0]: row for row in table_rows(output)}
+    assert {"copy search alone", "find_duplicates"} <= set(rows)
+    assert "Study split (seed 0):" in output and "Targets (dry run" in output
+
+
+@pytest.mark.slow
 def test_image_cache_dry_run(real_data):
     output = run_script("bench/image_cache.py", "--n", "20", "--dry-run", "--data", str(real_data))
     rows = {row[0].split(" (")[0]: row for row in table_rows(output)}

@@ -1,21 +1,17 @@
 """Near-duplicate images, found from the pixels: the leaks that ``lesion_id`` does not know about.
 
 HAM10000 files some photos of one lesion under two lesion ids (Abhishek et al., Sci. Data 12, 196, 2025):
-the same photo again, or the lesion photographed again, rotated or cropped. A grouped split that trusts
-``lesion_id`` can put such a pair in train and test. This module finds candidate pairs from the pixels.
+the same photo again, or the lesion photographed again, shifted, turned, zoomed or in other light. A grouped
+split that trusts ``lesion_id`` can put such a pair in train and test. :func:`find_duplicates` finds them in
+two searches, whose candidate pairs it scores both ways:
 
-The embedding (numpy and Pillow only) of an image is built on its central square (where the lesion is; a
-90-degree turn of a landscape photo keeps it), area-averaged to a ``GRID`` x ``GRID`` RGB grid:
+* copies of one photo (:mod:`skinlib.data.copies`): a 16 x 16 colour grid of the centre, best of 8 flips and
+  quarter turns and 3 zooms; its ``similarity`` is a correlation;
+* re-takes (:mod:`skinlib.data.retakes`): candidates from colour-normalised thumbnails, HOG and visual words,
+  verified by SIFT matches and a RANSAC fit of a shift + turn + zoom; its ``inliers`` count the matches that fit.
 
-* band-pass: the grid minus its Gaussian blur (``BLUR`` cells), which drops lighting and vignetting;
-* minus its mean over the 8 dihedral views (flips and 90-degree turns), which drops what every centred
-  round lesion shares and keeps what makes this one particular;
-* centred and scaled to unit length, so a dot product is a correlation in [-1, 1].
-
-Each step commutes with flips and 90-degree turns, so the 8 dihedral views of an image are permutations
-of its vector. The similarity of two images is the best correlation over those 8 views and over central
-zooms ``ZOOMS`` of either image (a mild crop), which also makes it symmetric. Resizing and JPEG
-re-encoding barely change a 16 x 16 grid.
+A pair is a near-duplicate when ``inliers >= INLIER_THRESHOLD`` or ``similarity >= DUPLICATE_THRESHOLD``
+(a mirrored copy has no SIFT matches but a high similarity).
 """
 
 from __future__ import annotations
@@ -23,235 +19,191 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy.ndimage import gaussian_filter
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from skinlib.config import cache_dir as default_cache_dir
+from skinlib.data import copies, retakes
+from skinlib.data.copies import DUPLICATE_THRESHOLD, NEIGHBOURS, similarity_reference
+from skinlib.data.feature_store import FeatureStore, _write_atomic, image_keys
 from skinlib.data.images import file_stamps
-from skinlib.errors import DataError, ImageError
+from skinlib.errors import DataError
 
-GRID = 16  # cells per side of the embedded central square
-BLUR = 2.0  # Gaussian sigma (cells) of the low-pass that the band-pass removes
-ZOOMS = (1.0, 1.1, 1.2)  # central crops of 1, 1/1.1, 1/1.2 of the square: crops of up to ~10% per side
-NEIGHBOURS = 5  # nearest neighbours kept per image in the search
-DUPLICATE_THRESHOLD = 0.95
-"""Similarity from which a pair counts as a near-duplicate, chosen on all 10,015 HAM10000 images at 200x150
-(see notebooks/01_eda.ipynb, "Near-duplicates that lesion_id misses"):
+__all__ = ["DUPLICATE_THRESHOLD", "INLIER_THRESHOLD", "PAIR_COLUMNS", "find_duplicates", "similarity_reference"]
 
-* random pairs of different lesions never reach it: of 20,000, 99.9th percentile 0.78, maximum 0.87;
-* altered copies of 200 real images all do when flipped, turned, upsized to 600x450 or cropped by up to 8%
-  per side (lowest 0.963), 98% when turned, cropped 5% and re-saved as JPEG quality 50, 91% after JPEG
-  quality 30 (lowest 0.889); a 12% crop mostly does not (median 0.87);
-* 4.8% of the 3,207 same-lesion pairs pass (repeat photos, nearly identical), and 6 cross-lesion pairs:
-  one the same photo under two lesion ids (0.98), two that look like the lesion photographed again,
-  three look-alike small naevi. At 0.93 it would be 39 cross-lesion pairs, nearly all look-alikes; at
-  0.97 only the identical photo. Merging a look-alike pair only costs the split a little freedom.
-"""
-CACHE_FORMAT = 1  # bump when the embedding or the search changes, so older caches are not reused
+INLIER_THRESHOLD = 10
+"""Inlier matches from which a pair counts as a re-take. Measured on all 10,015 HAM10000 images at 200x150
+(``python bench/duplicates.py``, bench/README.md): of 411,563 candidate pairs, 1,878 reach it, 97 % of them filed
+under one lesion by the metadata (a lower bound on precision: some of the 54 others are one lesion filed twice);
+cross-lesion candidates have a median of 0 inliers, 99th percentile 4, 99.9th 6. At 8: 73 cross-lesion pairs
+(precision 0.96); at 6: 614 (0.76)."""
+CACHE_FORMAT = 2  # bump when the search changes, so older result caches are not reused
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "lesion_id_a", "lesion_id_b", "dx_a", "dx_b", "similarity",
-                "same_lesion")
+                "inliers", "same_lesion")
+RESULT_ARRAYS = ("a", "b", "similarity", "inliers", "copy_candidate")
 
 
-def _square_box(width: int, height: int, zoom: float) -> tuple[float, float, float, float]:
-    side = min(width, height) / zoom
-    left, top = (width - side) / 2, (height - side) / 2
-    return left, top, left + side, top + side
-
-
-def embed_image(image: Image.Image) -> np.ndarray:
-    """The embedding of one image at each of :data:`ZOOMS`: float32 (len(ZOOMS), GRID * GRID * 3)."""
-    image = ImageOps.exif_transpose(image).convert("RGB")
-    grids = np.stack([np.asarray(image.resize((GRID, GRID), Image.Resampling.BOX,
-                                              box=_square_box(*image.size, zoom)), dtype=np.float32)
-                      for zoom in ZOOMS])
-    band = grids - gaussian_filter(grids, sigma=(0, BLUR, BLUR, 0), mode="reflect")
-    turns = [np.rot90(band, k, axes=(1, 2)) for k in range(4)]
-    band -= sum(turn + turn[:, :, ::-1] for turn in turns) / 8.0  # minus the mean of the 8 dihedral views
-    vectors = band.reshape(len(ZOOMS), -1)
-    vectors -= vectors.mean(axis=1, keepdims=True)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
-
-
-def embed(frame: pd.DataFrame, workers: int | None = None, progress: bool = True) -> np.ndarray:
-    """Embeddings of the images of ``frame`` (its ``path`` column): float32 (N, len(ZOOMS), GRID*GRID*3)."""
-    if "path" not in frame.columns:
-        raise DataError("embed/find_duplicates need a frame with a `path` column, as made by "
-                        "skinlib.data.load_metadata.")
-    paths = [str(p) for p in frame["path"]]
-
-    def work(path: str) -> np.ndarray:
-        try:
-            with Image.open(path) as image:
-                image.draft("RGB", (GRID * 4, GRID * 4))
-                return embed_image(image)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-            raise ImageError(f"Cannot read image '{path}': {error}. Re-download or replace the file, or drop "
-                             f"its row from the frame.") from error
+def describe_images(paths: list[str], workers: int | None = None, progress: bool = True) -> list[dict]:
+    """The descriptors of both searches for each image file: :func:`skinlib.data.retakes.describe` plus the
+    copy ``embedding`` of :func:`skinlib.data.copies.embed_image`."""
+    def work(path: str) -> dict:
+        return {**retakes.describe(retakes.read_image(path)), "embedding": copies.embed_path(path)}
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        vectors = list(tqdm(pool.map(work, paths), total=len(paths), desc=f"Embedding {len(paths)} images",
-                            disable=not progress, unit="img", mininterval=0.5))
-    return np.stack(vectors) if vectors else np.empty((0, len(ZOOMS), GRID * GRID * 3), np.float32)
+        return list(tqdm(pool.map(work, paths), total=len(paths), desc=f"Describing {len(paths)} images",
+                         disable=not progress or not paths, unit="img", mininterval=0.5))
 
 
-def _views(embeddings: np.ndarray) -> np.ndarray:
-    """All zoom x dihedral views, (n, len(ZOOMS) * 8, d): the embedding commutes with flips and turns,
-    so a view of the image is the same flip or turn of its vector's grid."""
-    grids = embeddings.reshape(len(embeddings), embeddings.shape[1], GRID, GRID, 3)
-    turns = [np.rot90(grids, k, axes=(2, 3)) for k in range(4)]
-    views = np.stack(turns + [turn[:, :, :, ::-1] for turn in turns], axis=2)
-    return views.reshape(len(embeddings), -1, embeddings.shape[-1])
+def _features(paths: list[str], keys: np.ndarray, store: FeatureStore, workers, progress) -> list[dict]:
+    """The descriptors of every image: from the store where kept, computed (and kept) for the others."""
+    known = store.load_images(keys)
+    missing = sorted({key: path for key, path in zip(keys, paths) if key not in known}.items())
+    described = dict(zip([key for key, _ in missing], describe_images([p for _, p in missing], workers, progress)))
+    store.save_images(described)
+    known.update(described)
+    return [known[key] for key in keys]
 
 
-def pair_similarity(embeddings: np.ndarray, first, second) -> np.ndarray:
-    """Similarity of the image pairs (``first[i]``, ``second[i]``) (row positions into ``embeddings``)."""
-    first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
-    out = np.empty(len(first), dtype=np.float32)
-    for start in range(0, len(first), 2048):
-        a, b = first[start:start + 2048], second[start:start + 2048]
-        forward = (_views(embeddings[a]) @ embeddings[b, 0][:, :, None]).max(axis=(1, 2))
-        backward = (_views(embeddings[b]) @ embeddings[a, 0][:, :, None]).max(axis=(1, 2))
-        out[start:start + 2048] = np.maximum(forward, backward)
-    return out
+def _inliers(features: list[dict], keys: np.ndarray, pairs: np.ndarray, store: FeatureStore, workers,
+             progress) -> np.ndarray:
+    """The verified inlier count of each pair: from the store where kept, verified (and kept) for the others.
+    Each pair is verified in the order of its images' keys, so the count does not depend on the frame's order."""
+    swap = keys[pairs[:, 0]] > keys[pairs[:, 1]]
+    ordered = np.where(swap[:, None], pairs[:, ::-1], pairs)
+    known = store.load_pairs()
+    key_a, key_b = keys[ordered[:, 0]], keys[ordered[:, 1]]
+    found = np.array([known.get(pair, -1) for pair in zip(key_a.tolist(), key_b.tolist())], dtype=np.int32)
+    todo = np.flatnonzero(found < 0)
+    found[todo] = retakes.verify_pairs([f["points"] for f in features], [f["descriptors"] for f in features],
+                                       ordered[todo], workers=workers, progress=progress)
+    store.save_pairs(key_a[todo], key_b[todo], found[todo])
+    return found
 
 
-def nearest_neighbours(embeddings: np.ndarray, k: int = NEIGHBOURS, block: int = 256,
-                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most similar other images of each image: (indices, similarities), each (N, k).
+def search(frame: pd.DataFrame, neighbours: int = NEIGHBOURS, candidates: int = retakes.CANDIDATES,
+           store: FeatureStore | None = None, workers: int | None = None, progress: bool = True) -> dict:
+    """Candidate pairs of both searches, each unordered pair once (``a`` < ``b``, row positions into ``frame``),
+    with their ``similarity`` and ``inliers``, and whether the copy search proposed them (``copy_candidate``).
 
-    An exhaustive search in blocks of matrix products: each block's views (zooms x dihedral) against the
-    plain (zoom 1) embedding of every image.
-    """
-    count = len(embeddings)
-    k = max(0, min(k, count - 1))
-    gallery = np.ascontiguousarray(embeddings[:, 0].T)
-    indices = np.zeros((count, k), dtype=np.int64)
-    similarities = np.zeros((count, k), dtype=np.float32)
-    for start in tqdm(range(0, count, block), desc=f"Near-duplicate search over {count} images",
-                      disable=not progress or count == 0, unit="block", mininterval=0.5):
-        rows = np.arange(start, min(start + block, count))
-        views = _views(embeddings[rows])
-        scores = (views.reshape(-1, views.shape[-1]) @ gallery).reshape(len(rows), -1, count).max(axis=1)
-        scores[np.arange(len(rows)), rows] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.zeros((len(rows), 0), np.int64)
-        indices[rows], similarities[rows] = top, np.take_along_axis(scores, top, axis=1)
-    return indices, similarities
+    The work is parallel over images and pairs (``workers`` threads), so BLAS, OpenMP and OpenCV run one thread
+    each meanwhile: threads inside threads oversubscribe the cores."""
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(limits=1):
+            return _search(frame, neighbours, candidates, store, workers, progress)
+    finally:
+        cv2.setNumThreads(opencv_threads)
 
 
-def _cache_path(paths: list[str], k: int, folder: Path) -> Path:
-    """The cache file for these image files (list, sizes, mtimes) and search settings."""
-    settings = [CACHE_FORMAT, GRID, BLUR, list(ZOOMS), k, [os.path.abspath(p) for p in paths]]
+def _search(frame, neighbours, candidates, store, workers, progress) -> dict:
+    paths = [str(p) for p in frame["path"]]
+    keys = image_keys(paths)
+    store = store or FeatureStore(None)
+    features = _features(paths, keys, store, workers, progress)
+    if len(features) < 2:
+        return {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "similarity": np.zeros(0, np.float32),
+                "inliers": np.zeros(0, np.int32), "copy_candidate": np.zeros(0, bool)}
+    embeddings = np.stack([f["embedding"] for f in features])
+    found = copies.copy_candidates(embeddings, k=neighbours, progress=progress)
+    stacked = {name: np.stack([f[name] for f in features]) for name in ("lab", "hog")}
+    retake_pairs = retakes.candidates(stacked["lab"], stacked["hog"], [f["descriptors"] for f in features],
+                                      k=candidates)
+    copy_pairs = np.stack([found["a"], found["b"]], axis=1)
+    pairs = np.unique(np.concatenate([copy_pairs, retake_pairs]), axis=0)
+    codes = pairs[:, 0] * len(features) + pairs[:, 1]
+    return {"a": pairs[:, 0], "b": pairs[:, 1],
+            "similarity": copies.pair_similarity(embeddings, pairs[:, 0], pairs[:, 1]),
+            "inliers": _inliers(features, keys, pairs, store, workers, progress),
+            "copy_candidate": np.isin(codes, copy_pairs[:, 0] * len(features) + copy_pairs[:, 1])}
+
+
+def copy_search(frame: pd.DataFrame, neighbours: int = NEIGHBOURS, workers: int | None = None,
+                progress: bool = True) -> dict:
+    """The copy search alone (no re-takes): its candidate pairs, ``inliers`` -1 (not verified)."""
+    found = copies.copy_candidates(copies.embed(frame, workers=workers, progress=progress), neighbours, progress)
+    count = len(found["a"])
+    return {**found, "inliers": np.full(count, -1, np.int32), "copy_candidate": np.ones(count, bool)}
+
+
+def _cache_path(paths: list[str], neighbours: int, candidates: int, folder: Path) -> Path:
+    """The result cache file for these image files (list, sizes, mtimes) and search settings."""
+    settings = [CACHE_FORMAT, copies.GRID, copies.BLUR, list(copies.ZOOMS), neighbours, candidates,
+                [os.path.abspath(p) for p in paths]]
     digest = hashlib.sha256(json.dumps(settings).encode())
     digest.update(file_stamps(paths).encode())
-    return folder / f"duplicates-n{len(paths)}-k{k}-{digest.hexdigest()[:20]}.npz"
+    return folder / f"duplicates-n{len(paths)}-k{neighbours}-c{candidates}-{digest.hexdigest()[:20]}.npz"
 
 
-def _candidates(frame: pd.DataFrame, k: int, workers: int | None, progress: bool) -> dict[str, np.ndarray]:
-    """Every image paired with its ``k`` nearest neighbours, each unordered pair once, with its similarity."""
-    embeddings = embed(frame, workers=workers, progress=progress)
-    indices, _ = nearest_neighbours(embeddings, k=k, progress=progress)
-    first = np.repeat(np.arange(len(frame)), indices.shape[1])
-    pairs = np.unique(np.sort(np.stack([first, indices.ravel()], axis=1), axis=1), axis=0)
-    return {"a": pairs[:, 0], "b": pairs[:, 1], "similarity": pair_similarity(embeddings, pairs[:, 0], pairs[:, 1])}
+def _cached_search(frame, neighbours, candidates, cache, cache_dir, workers, progress) -> dict:
+    """:func:`search` (or :func:`copy_search` when ``candidates`` is 0) through the result cache."""
+    paths = [str(p) for p in frame["path"]]
+    if not cache:
+        return (search(frame, neighbours, candidates, None, workers, progress) if candidates
+                else copy_search(frame, neighbours, workers, progress))
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = _cache_path(paths, neighbours, candidates, folder)
+    if target.is_file():
+        try:
+            with np.load(target) as stored:
+                return {name: stored[name] for name in RESULT_ARRAYS}
+        except (ValueError, OSError, KeyError, EOFError):
+            target.unlink(missing_ok=True)  # unreadable cache: search again
+    found = (search(frame, neighbours, candidates, FeatureStore(folder / "duplicate-features"), workers, progress)
+             if candidates else copy_search(frame, neighbours, workers, progress))
+    _write_atomic(target, found)
+    return found
 
 
-def find_duplicates(frame: pd.DataFrame, threshold: float = DUPLICATE_THRESHOLD, *, neighbours: int = NEIGHBOURS,
-                    cache: bool = True, cache_dir: str | Path | None = None, workers: int | None = None,
-                    progress: bool = True) -> pd.DataFrame:
-    """Pairs of near-identical images in ``frame``, found from the pixels, most similar first.
+def find_duplicates(frame: pd.DataFrame, threshold: int = INLIER_THRESHOLD, *,
+                    copy_threshold: float = DUPLICATE_THRESHOLD, neighbours: int = NEIGHBOURS,
+                    candidates: int = retakes.CANDIDATES, cache: bool = True, cache_dir: str | Path | None = None,
+                    workers: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Pairs of images of one lesion in ``frame``, copies or re-takes, found from the pixels, strongest first.
 
-    Each image is compared with every other (over flips, 90-degree turns and mild crops) and kept with its
-    ``neighbours`` most similar; a pair is returned when its similarity is at least ``threshold``.
+    Each image is paired with its ``neighbours`` most similar by the copy embedding and its ``candidates``
+    nearest by each re-take descriptor; each pair is scored by its copy ``similarity`` and its verified SIFT
+    ``inliers``. A pair is returned when ``inliers >= threshold`` or, among the copy search's pairs,
+    ``similarity >= copy_threshold``.
 
     Args:
         frame: metadata from :func:`skinlib.data.load_metadata` (columns ``image_id``, ``lesion_id``,
             ``dx``, ``path``), all images or a subset.
-        threshold: similarity from which a pair is returned (default :data:`DUPLICATE_THRESHOLD`; lower it,
-            e.g. to 0.8, to look at the candidates below it).
-        neighbours: neighbours kept per image (a near-duplicate of an image is among its most similar).
-        cache: keep the search result in ``cache_dir`` (default :func:`skinlib.config.cache_dir`), named
-            by the image files (paths, sizes, modification times) and the settings; the threshold applies
-            after the cache, so changing it costs nothing.
-        workers: decoding threads (default: all cores).
+        threshold: inlier matches from which a pair is returned (default :data:`INLIER_THRESHOLD`; 0 with
+            ``copy_threshold=-1`` returns every candidate pair).
+        copy_threshold: copy similarity from which a pair is returned (default :data:`DUPLICATE_THRESHOLD`).
+        neighbours, candidates: neighbours kept per image by the copy search and by each re-take descriptor;
+            ``candidates=0``: the copy search alone, in seconds (``inliers`` -1), as before re-takes were sought.
+        cache: keep the result in ``cache_dir`` (default :func:`skinlib.config.cache_dir`), named by the image
+            files (paths, sizes, modification times) and the settings, and each image's descriptors and each
+            pair's score under ``duplicate-features/``, so that new images compute only their own; the
+            thresholds apply after the cache, so changing them costs nothing.
+        workers: threads (default: all cores).
         progress: show progress bars.
 
     Returns:
         One row per pair: ``image_id_a``, ``image_id_b``, ``lesion_id_a``, ``lesion_id_b``, ``dx_a``,
-        ``dx_b``, ``similarity`` and ``same_lesion`` (whether the metadata already files both under one
-        lesion). Pass it to ``skinlib.data.split(..., duplicates=pairs)``.
+        ``dx_b``, ``similarity``, ``inliers`` and ``same_lesion`` (whether the metadata already files both
+        under one lesion), most inliers first. Pass it to ``skinlib.data.split(..., duplicates=pairs)``.
     """
     missing = [c for c in ("image_id", "lesion_id", "dx", "path") if c not in frame.columns]
     if missing:
         raise DataError(f"find_duplicates needs the metadata columns {missing}; use skinlib.data.load_metadata.")
-    paths = [str(p) for p in frame["path"]]
-    found = None
-    target = None
-    if cache:
-        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        target = _cache_path(paths, neighbours, folder)
-        if target.is_file():
-            try:
-                with np.load(target) as stored:
-                    found = {name: stored[name] for name in ("a", "b", "similarity")}
-            except (ValueError, OSError, KeyError):
-                target.unlink(missing_ok=True)  # unreadable cache: search again
-    if found is None:
-        found = _candidates(frame, neighbours, workers, progress)
-        if target is not None:
-            _write_atomic(target, found)
-    keep = found["similarity"] >= threshold
+    found = _cached_search(frame, neighbours, candidates, cache, cache_dir, workers, progress)
+    keep = (found["inliers"] >= threshold) | (found["copy_candidate"] & (found["similarity"] >= copy_threshold))
     a, b = found["a"][keep], found["b"][keep]
     columns = {}
     for column in ("image_id", "lesion_id", "dx"):
         values = frame[column].to_numpy()
         columns[f"{column}_a"], columns[f"{column}_b"] = values[a], values[b]
-    pairs = pd.DataFrame(columns).assign(similarity=found["similarity"][keep].astype(np.float64))
+    pairs = pd.DataFrame(columns).assign(similarity=found["similarity"][keep].astype(np.float64),
+                                         inliers=found["inliers"][keep].astype(np.int64))
     pairs["same_lesion"] = pairs["lesion_id_a"] == pairs["lesion_id_b"]
-    pairs = pairs.sort_values("similarity", ascending=False, kind="stable").reset_index(drop=True)
+    pairs = pairs.sort_values(["inliers", "similarity"], ascending=False, kind="stable").reset_index(drop=True)
     return pairs[list(PAIR_COLUMNS)]
-
-
-def _write_atomic(target: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as ``target`` (.npz) through a temporary file; warn (no raise) if impossible."""
-    temporary = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(temporary, target)
-    except OSError as error:
-        warnings.warn(f"Cannot write the duplicate cache '{target}' ({error}); set SKINLIB_CACHE to a writable "
-                      f"folder.", stacklevel=3)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def similarity_reference(frame: pd.DataFrame, n_random: int = 20000, seed: int = 0, workers: int | None = None,
-                         progress: bool = True) -> pd.DataFrame:
-    """Similarities of every same-lesion pair and of ``n_random`` random pairs of different lesions.
-
-    The two distributions a threshold is chosen between. Returns columns ``kind`` ("same lesion" or
-    "random"), ``image_id_a``, ``image_id_b`` and ``similarity``.
-    """
-    embeddings = embed(frame, workers=workers, progress=progress)
-    lesions = pd.factorize(frame["lesion_id"])[0]
-    same = [(a, b) for rows in pd.Series(lesions).groupby(lesions).indices.values()
-            for i, a in enumerate(rows) for b in rows[i + 1:]]
-    same = np.array(same, dtype=np.int64).reshape(-1, 2)
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(frame), size=(n_random, 2)) if len(frame) else np.zeros((0, 2), np.int64)
-    drawn = drawn[lesions[drawn[:, 0]] != lesions[drawn[:, 1]]] if len(frame) else drawn
-    ids = frame["image_id"].to_numpy()
-    parts = []
-    for kind, pairs in (("same lesion", same), ("random", drawn)):
-        parts.append(pd.DataFrame({"kind": kind, "image_id_a": ids[pairs[:, 0]], "image_id_b": ids[pairs[:, 1]],
-                                   "similarity": pair_similarity(embeddings, pairs[:, 0], pairs[:, 1])}))
-    return pd.concat(parts, ignore_index=True)

@@ -85,15 +85,20 @@ def cache_file(paths: list[str], size: tuple[int, int], folder: Path) -> tuple[P
     return folder / f"{prefix}-{file_stamps(paths)[:16]}.npy", prefix
 
 
+def file_stat(path: str) -> os.stat_result:
+    """``os.stat`` of an image file, or an :class:`ImageError` saying what to do if it is missing."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError as error:
+        raise ImageError(f"Image file '{path}' does not exist. Re-run load_metadata on the current "
+                         f"dataset, or restore the file.") from error
+
+
 def file_stamps(paths: list[str]) -> str:
     """A SHA-256 hex digest of every file's size and modification time: it changes when any image is edited."""
     stats = hashlib.sha256()
     for path in paths:
-        try:
-            info = os.stat(path)
-        except FileNotFoundError as error:
-            raise ImageError(f"Image file '{path}' does not exist. Re-run load_metadata on the current "
-                             f"dataset, or restore the file.") from error
+        info = file_stat(path)
         stats.update(f"{info.st_size}:{info.st_mtime_ns};".encode())
     return stats.hexdigest()
 
