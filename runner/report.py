@@ -102,11 +102,15 @@ def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
             else:
                 picked = rows[rows["protocol"] == protocol].set_index("notebook").reindex(notebooks)
                 values, errors = picked[f"{metric}_mean"].to_numpy(), picked[f"{metric}_ci95"].fillna(0).to_numpy()
-            axis.bar(x + offset, values, width, yerr=errors, capsize=3, color=colour, label=label)
+            drawn = axis.bar(x + offset, values, width, yerr=errors, capsize=4, color=colour, label=label,
+                             error_kw={"ecolor": "#333333", "elinewidth": 1.2})
+            axis.bar_label(drawn, labels=["" if np.isnan(v) else f"{v:.0f}" for v in values], label_type="center",
+                           color="white", fontsize=9, fontweight="bold")
         axis.set_xticks(x, [f"{n[:2]}\n{study.get(n).model or 'ensemble'}" for n in notebooks], fontsize=9)
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
         axis.set_ylim(0, 100)
+        axis.set_xlim(-0.6, len(notebooks) - 0.4)
     axes[0].set_ylabel("percent (mean, 95 % interval over seeds / folds)")
     axes[0].legend(loc="lower left", fontsize=9)
     figure.suptitle("What the lesion leak is worth" + (f" (recipe {recipe})" if recipe else ""))
