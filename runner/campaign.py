@@ -29,6 +29,9 @@ def prepare(args, steps: Sequence[study.Step], out_dir: Path, run_values: Mappin
     sweep.check_request(args.workers, args.scheduler, args.cluster)
     if args.folds is not None and args.folds < 2:
         raise RunError(f"--folds {args.folds}: give the number of folds, an int >= 2")
+    for name, flag in (("folds", "--folds"), ("fold", "--folds"), ("seed", "--seeds"), ("protocol", "--protocol")):
+        if any(name in values for values in overrides.values()) or any(axis[1] == name for axis in axes):
+            raise RunError(f"-p {name}=...: a sweep sets {name} per run; give {flag} instead")
     tasks = grid.plan(steps, args.profile, out_dir, run_values, overrides,
                       grid.points(protocols, seeds, args.folds, axes))
     for folder, positions in sweep.folders_of(tasks).items():

@@ -146,7 +146,7 @@ def test_kernels_get_one_gpu_and_bounded_threads():
     (["--workers", "0"], "--workers 0"), (["--scheduler", "localhost:1"], "--scheduler 'localhost:1'"),
     (["--cluster", "condor"], "--cluster 'condor'"), (["--folds", "1", "--protocol", "grouped"], "--folds 1"),
     (["--protocol", "study,leaky"], "--protocol 'study,leaky'"), (["--folds", "3"], "--folds 3.*grouped"),
-    (["--seeds", "2-1"], "--seeds"), (["-p", "recipe=study|nope", "--workers", "2"], "recipe='nope'"),
+    (["--seeds", "2-1"], "--seeds"), (["--workers", "2", "-p", "fold=1"], "-p fold=.*--folds"), (["-p", "recipe=study|nope", "--workers", "2"], "recipe='nope'"),
 ])
 def test_a_bad_sweep_request_is_refused_before_any_work(synthetic_data, tmp_path, capsys, args, words):
     import run_all as command  # in this process: each case is refused before a cluster or a kernel starts
@@ -186,3 +186,35 @@ def test_two_workers_run_the_seeds_as_each_alone_and_a_rerun_skips_them(syntheti
     assert _record(folders[0])["metrics"] != _record(folders[1])["metrics"]
     again = run_all(*common, "--seeds", "0,1", "--workers", "2", "--out", str(out))
     assert again.returncode == 0 and "2 complete already, 0 to run" in again.stderr, again.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_running_scheduler_and_worker_take_the_sweep(synthetic_data, tmp_path):
+    """``dask scheduler`` and ``dask worker`` on 127.0.0.1, then ``run_all.py --scheduler``."""
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
+    address_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                                  "--scheduler-file", str(address_file)], env=env, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(120):
+            if address_file.is_file() and address_file.stat().st_size:
+                break
+            time.sleep(0.5)
+        address = json.loads(address_file.read_text())["address"]
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                   "--resources", "GPU=1"], env=env, stderr=subprocess.DEVNULL)
+        result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--protocol",
+                         "grouped", "--folds", "2", "--seeds", "0", "--scheduler", address,
+                         "--out", str(tmp_path / "out"), timeout=900)
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for fold in (0, 1):
+        record = json.loads((tmp_path / "out" / "grouped" / "default" / "seed0" / f"fold{fold}" / "results" /
+                             "02_baseline_cnn.json").read_text())
+        assert (record["parameters"]["folds"], record["parameters"]["fold"]) == (2, fold)
