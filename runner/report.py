@@ -89,7 +89,7 @@ def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     bars = [("the study's report", None, "#888888"), ("ours, study split", "study", "#d62728"),
             ("ours, grouped split", "grouped", "#1f77b4")]
-    figure, axes = plt.subplots(1, 2, figsize=(max(9, 1.9 * len(notebooks) + 3), 4.8), sharey=True)
+    figure, axes = plt.subplots(2, 1, figsize=(max(7.5, 1.3 * len(notebooks) + 2), 8), sharex=True)
     x, width = np.arange(len(notebooks)), 0.27
     for axis, metric, title in ((axes[0], "test_accuracy", "Test accuracy"),
                                 (axes[1], "test_balanced_accuracy", "Test balanced accuracy")):
@@ -106,14 +106,16 @@ def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
                              error_kw={"ecolor": "#333333", "elinewidth": 1.2})
             axis.bar_label(drawn, labels=["" if np.isnan(v) else f"{v:.0f}" for v in values], label_type="center",
                            color="white", fontsize=9, fontweight="bold")
-        axis.set_xticks(x, [f"{n[:2]}\n{study.get(n).model or 'ensemble'}" for n in notebooks], fontsize=9)
-        axis.set_title(title)
+        axis.set_xticks(x, [f"{n[:2]}\n{(study.get(n).model or 'ensemble').replace('_', ' ')}" for n in notebooks],
+                        fontsize=9)
+        axis.set_title(title, loc="left")
+        axis.set_ylabel("percent")
         axis.grid(axis="y", alpha=0.3)
         axis.set_ylim(0, 100)
         axis.set_xlim(-0.6, len(notebooks) - 0.4)
-    axes[0].set_ylabel("percent (mean, 95 % interval over seeds / folds)")
-    axes[0].legend(loc="lower left", fontsize=9)
-    figure.suptitle("What the lesion leak is worth" + (f" (recipe {recipe})" if recipe else ""))
+    axes[0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3, fontsize=9, frameon=False)
+    figure.suptitle("What the lesion leak is worth" + (f" (recipe {recipe})" if recipe else "")
+                    + ": mean and 95 % interval over seeds / folds")
     figure.tight_layout()
     paths = [out_dir / "leak.png", out_dir / "leak.svg"]
     for path in paths:

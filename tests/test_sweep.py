@@ -21,9 +21,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 RUN_ALL = PROJECT / "run_all.py"
 
 
-def run_all(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_all(*args: str, timeout: float = 900, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(RUN_ALL), "--no-progress", *args], cwd=PROJECT, text=True,
-                          capture_output=True, timeout=timeout, env=dict(os.environ))
+                          capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_list_values_are_separated_by_a_bar_outside_brackets():
@@ -180,7 +180,8 @@ def test_two_workers_run_the_seeds_as_each_alone_and_a_rerun_skips_them(syntheti
     folders = [out / "study" / "default" / f"seed{s}" for s in (0, 1)]
     assert all((f / "results.md").is_file() for f in folders)
     assert (out / "sweep.md").is_file() and (out / "leak.png").is_file() and (out / "sweep.csv").is_file()
-    alone = run_all(*common, "-p", "seed=1", "--out", str(tmp_path / "alone"))
+    one_thread = {name: "1" for name in sweep.THREAD_VARIABLES}  # as the sweep's kernels: the same float sums
+    alone = run_all(*common, "-p", "seed=1", "--out", str(tmp_path / "alone"), env=one_thread)
     assert alone.returncode == 0, alone.stderr[-3000:]
     assert _record(folders[1]) == _record(tmp_path / "alone")  # CPU smoke runs are deterministic
     assert _record(folders[0])["metrics"] != _record(folders[1])["metrics"]
@@ -218,3 +219,24 @@ def test_a_running_scheduler_and_worker_take_the_sweep(synthetic_data, tmp_path)
         record = json.loads((tmp_path / "out" / "grouped" / "default" / "seed0" / f"fold{fold}" / "results" /
                              "02_baseline_cnn.json").read_text())
         assert (record["parameters"]["folds"], record["parameters"]["fold"]) == (2, fold)
+
+
+def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path):
+    from runner import report
+
+    tasks = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["study", "grouped"], [0, 1], None, []))
+    for task, accuracy in zip(tasks, (0.80, 0.84, 0.70, 0.74)):
+        metrics = {"accuracy": accuracy, "balanced_accuracy": accuracy - 0.2, "macro_f1": 0.5, "roc_auc_macro": 0.9,
+                   "melanoma_sensitivity": 0.4}
+        record = {"parameters": {"protocol": task.point["protocol"], "recipe": "study"},
+                  "metrics": {"test": {"metrics": metrics}}}
+        (task.folder / "results").mkdir(parents=True)
+        (task.folder / "results" / "02_baseline_cnn.json").write_text(json.dumps(record))
+    outcomes = [runner.Outcome(t.step.notebook, "ok", 1.0) for t in tasks]
+    md_path, csv_path, figures = report.write(tmp_path, tasks, outcomes)
+    table = __import__("pandas").read_csv(csv_path).set_index("protocol")
+    assert table.loc["study", "test_accuracy_mean"] == pytest.approx(82.0)
+    assert table.loc["grouped", "test_accuracy_sd"] == pytest.approx(2.828, abs=1e-3)
+    assert table.loc["grouped", "runs"] == 2 and "| 02_baseline_cnn | grouped" in md_path.read_text()
+    assert [p.name for p in figures] == ["leak.png", "leak.svg"] and all(p.stat().st_size for p in figures)
