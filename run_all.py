@@ -209,7 +209,12 @@ def run_sweep(args, steps, overrides, axes, protocols, seeds, data_dir: Path, im
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         console = runner.quiet_kernels(out_dir / "kernels.log")
-    return campaign.run(args, tasks, out_dir, console)
+    try:
+        return campaign.run(args, tasks, out_dir, console)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: the same command into --out {out_dir} skips the complete runs and resumes the others.",
+              file=console, flush=True)
+        return 130
 
 
 def with_seed(overrides, seed: int | None):
