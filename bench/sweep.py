@@ -37,6 +37,7 @@ def bare(data: Path, out: Path, seeds: list[int]) -> float:
     started = time.perf_counter()
     for seed in seeds:
         folder = out / f"seed{seed}"
+        folder.mkdir(parents=True)
         planned = runner.plan_parameters(steps, "smoke", {"data_dir": str(data), "out_dir": str(folder)},
                                          {None: {"seed": seed}})
         papermill.execute_notebook(str(runner.NOTEBOOKS_DIR / "02_baseline_cnn.ipynb"),
