@@ -4,12 +4,19 @@
     python run_all.py --profile smoke --data ../shared/data/ham10000        # every notebook in minutes
     python run_all.py --profile full --data data/ham10000 --protocol grouped  # the study's recipe
     python run_all.py --only 03,04 -p epochs=2 -p 03:batch_size=16 --keep-going
+    python run_all.py --protocol study,grouped --seeds 0-4 --folds 5 -p 'recipe=study|corrected' --workers 4  # a sweep
 
 Executed notebooks, figures, models and results land under ``outputs/<run>/`` (``--out`` to choose):
 ``notebooks/`` (executed copies, kept with the traceback when a cell fails), ``figures/``, ``models/``,
 ``results/`` (one JSON per notebook), and ``results.md`` / ``results.csv``: the study's results table with
 this run's numbers beside the study's. The exit status is 0 when every notebook ran, 1 when one failed,
 2 for a bad request or a missing dataset. The Keras backend is the environment's ``KERAS_BACKEND``.
+
+A sweep (several protocols, ``--folds``, a ``-p`` list such as ``-p 'recipe=study|corrected'``, or ``--workers``,
+``--scheduler``, ``--cluster``) runs the cross product on Dask distributed, one notebook run per task, each into
+``<out>/<protocol>/<recipe>/seed<k>[/fold<j>]/``, and writes ``<out>/sweep.md``, ``sweep.csv`` and ``leak.png``
+(``runner.grid``, ``runner.sweep``, ``runner.report``). Run again into the same ``--out``, it skips complete runs
+and resumes interrupted ones.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ PROJECT = Path(__file__).resolve().parent
 sys.path.insert(0, str(PROJECT))
 
 import runner  # noqa: E402  (beside this file)
+from runner import campaign, grid  # noqa: E402
 from skinlib import download, study  # noqa: E402
 from skinlib.data.splits import PROTOCOLS  # noqa: E402
 
@@ -38,10 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="full: each notebook's defaults (the study's settings); smoke: every notebook end to end "
                              "on a small subset, small images, one epoch per stage, random weights, eager "
                              "(default: %(default)s)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+    parser.add_argument("--protocol", default=None, metavar="|".join(PROTOCOLS),
                         help="split: the study's image-level split ('study'), 'grouped' by lesion, or the study's "
                              "test set with its lesions removed from train and val ('study_deleaked': the same test "
-                             "images without the leak) (default: the notebooks' own, 'study')")
+                             "images without the leak) (default: the notebooks' own, 'study'); several, "
+                             "comma-separated (study,grouped): a sweep")
     parser.add_argument("--data", type=Path, default=None,
                         help="HAM10000 folder (default: $SKINLIB_DATA, else data/ham10000)")
     parser.add_argument("--images", default=None,
@@ -54,10 +63,27 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output folder of the run (default: outputs/<profile>-<protocol>-<date-time>)")
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="set a notebook parameter (a Python literal or a string), for every notebook that "
-                             "has it, or NN:NAME=VALUE for one notebook; repeatable")
-    parser.add_argument("--seeds", default=None, metavar="0,1,2",
+                             "has it, or NN:NAME=VALUE for one notebook; repeatable. Values separated by '|' outside "
+                             "brackets (quote them: -p 'recipe=study|corrected') are a sweep's list")
+    parser.add_argument("--seeds", default=None, metavar="0-4",
                         help="repeat the run once per random seed (split, augmentation, training) into <out>/seed<k>/, "
-                             "then write <out>/seeds.md and seeds.csv: mean and standard deviation per notebook")
+                             "then write <out>/seeds.md and seeds.csv: mean and standard deviation per notebook; "
+                             "0,1,2 or a range 0-4")
+    sweep = parser.add_argument_group("sweeps on Dask distributed (runner.sweep)")
+    sweep.add_argument("--folds", type=int, default=None, metavar="K",
+                       help="lesion-grouped K-fold cross-validation of the grouped protocol: one run per fold")
+    sweep.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes of a local Dask cluster, one notebook and one GPU each "
+                            "(default for a sweep: the GPUs present, else 1)")
+    sweep.add_argument("--scheduler", default=None, metavar="tcp://host:8786",
+                       help="run the sweep on this running Dask scheduler's workers")
+    sweep.add_argument("--cluster", default=None, metavar="slurm|pbs|sge|lsf",
+                       help="run the sweep on batch jobs (dask_jobqueue, configured by your jobqueue.yaml; one "
+                            "GPU per job), --workers jobs")
+    sweep.add_argument("--threads", type=int, default=None,
+                       help="CPU threads per notebook kernel (default: the CPUs / --workers)")
+    sweep.add_argument("--retries", type=int, default=2,
+                       help="times a run is tried again after its worker died (it resumes from its checkpoints)")
     parser.add_argument("--keep-going", action="store_true", help="after a failing notebook, run the rest")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: none)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output to the console")
@@ -104,8 +130,9 @@ def main(argv=None) -> int:
         return 0
     try:
         steps = runner.select(args.only)
-        overrides = runner.parse_overrides(args.parameter)
-        seeds = parse_seeds(args.seeds)
+        overrides, axes = grid.parse_grid(args.parameter)
+        seeds = grid.parse_seeds(args.seeds)
+        protocols = parse_protocols(args.protocol)
     except runner.RunError as error:
         print(f"run_all.py: {error}", file=sys.stderr)
         return 2
@@ -114,6 +141,8 @@ def main(argv=None) -> int:
     if found is None:
         return 2
     data_dir, images = found
+    if campaign.wanted(args, protocols, axes):
+        return run_sweep(args, steps, overrides, axes, protocols, seeds, data_dir, images)
     protocol = args.protocol or "study"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = (args.out or PROJECT / "outputs" / f"{args.profile}-{protocol}-{stamp}").expanduser().resolve()
@@ -154,14 +183,38 @@ def main(argv=None) -> int:
     return status
 
 
-def parse_seeds(text: str | None) -> list[int | None]:
-    """``--seeds 0,1,2`` -> [0, 1, 2]; no --seeds -> [None] (one run, the notebooks' own seed)."""
-    if not text:
-        return [None]
+def parse_protocols(text: str | None) -> list[str]:
+    """``--protocol study,grouped`` -> ["study", "grouped"]; no --protocol -> ["study"] (the notebooks' own)."""
+    protocols = (text or "study").split(",")
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or len(set(protocols)) != len(protocols):
+        raise runner.RunError(f"--protocol {text!r}: give one or more of {', '.join(PROTOCOLS)}, comma-separated, "
+                              f"each once")
+    return protocols
+
+
+def run_sweep(args, steps, overrides, axes, protocols, seeds, data_dir: Path, images) -> int:
+    """The grid on Dask (``runner.campaign``): every task checked, then run; the exit status."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = (args.out or PROJECT / "outputs" / f"{args.profile}-sweep-{stamp}").expanduser().resolve()
+    values = {k: v for k, v in run_values(args, data_dir, images, out_dir).items() if k != "protocol"}
     try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise runner.RunError(f"--seeds {text!r}: give integers separated by commas, e.g. 0,1,2") from None
+        tasks = campaign.prepare(args, steps, out_dir, values, overrides, axes, protocols, seeds)
+        runner.lock(runner.check_out_dir(out_dir))
+    except runner.RunError as error:
+        print(f"run_all.py: {error}", file=sys.stderr)
+        return 2
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+    console = sys.stderr
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        console = runner.quiet_kernels(out_dir / "kernels.log")
+    try:
+        return campaign.run(args, tasks, out_dir, console)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: the same command into --out {out_dir} skips the complete runs and resumes the others.",
+              file=console, flush=True)
+        return 130
 
 
 def with_seed(overrides, seed: int | None):

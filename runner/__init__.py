@@ -7,6 +7,10 @@
 | ``preflight`` | what is checked before any kernel starts: every planned value, the output folder, 09's members, the CPU |
 | ``execute`` | one notebook through papermill (its own error fields), an interrupted copy marked, the run in order |
 | ``results`` | ``results.md`` / ``results.csv`` and the seeds' summary, from the records (read through ``skinlib.outputs``) |
+| ``grid`` | a sweep's axes, one folder per point, one task per notebook run (09 after its members), what is complete |
+| ``sweep`` | the tasks on Dask distributed (local, ``--scheduler``, ``--cluster``), one GPU per kernel, retries |
+| ``campaign`` | the sweep command: plan, check every task, run, write the results and the report |
+| ``report`` | ``sweep.md`` / ``sweep.csv`` and the leak figure |
 
 The dataset check and the download prompt are ``skinlib.download.prompt``.
 """

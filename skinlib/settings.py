@@ -63,6 +63,26 @@ def _protocol(value, step):
     return value
 
 
+def _folds(value, step):
+    return None if value is None else _integer(value, 2, "None (one split) or the number of folds")
+
+
+def _fold(value, step):
+    return None if value is None else _integer(value, 0, "None (one split) or the test fold")
+
+
+def _fold_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The parameter and the reason when ``folds`` and ``fold`` do not fit together or with the protocol."""
+    folds, fold = values["folds"], values["fold"]
+    if folds is None:
+        return None if fold is None else ("fold", "needs folds (the number of folds, e.g. folds=5)")
+    if values["protocol"] != "grouped":
+        return "folds", f"lesion-grouped cross-validation needs protocol='grouped', not {values['protocol']!r}"
+    if fold is None or fold >= folds:
+        return "fold", f"give the test fold, an int from 0 to {folds - 1}"
+    return None
+
+
 def _val_size(value, step):
     if value is None:
         return step.val_size
@@ -158,6 +178,8 @@ class Settings:
     isic2018_dir: Path | None = parameter(None, "ISIC 2018 Task 3 test folder; None: no external test", _folder)
     protocol: str = parameter("study", "the split: 'study', 'grouped' or 'study_deleaked'", _protocol)
     seed: int = parameter(0, "random seed of the split, the subset, the augmentation and the training", _seed)
+    folds: int | None = parameter(None, "None: one split; K: lesion-grouped K-fold cross-validation", _folds)
+    fold: int | None = parameter(None, "the test fold (0 .. folds-1) of the cross-validation", _fold)
     recipe: Recipe = parameter("study", "'study' or 'corrected' (skinlib.recipes)", _recipe)
     val_size: float | None = parameter(None, "validation share; None: the study's", _val_size)
     subset: int | None = parameter(None, "None: every image; an int: a class-stratified subset", _subset)
@@ -225,6 +247,12 @@ class Settings:
         return {"batch_size": self.batch_size, "out_dir": self.folder.training, "seed": self.seed,
                 "resume": self.resume, "run_eagerly": self.eager}
 
+    @property
+    def split_options(self) -> dict[str, Any]:
+        """``data.split``'s keyword arguments that these settings decide (all but ``duplicates``)."""
+        return {"protocol": self.protocol, "seed": self.seed, "val_size": self.val_size, "folds": self.folds,
+                "fold": self.fold}
+
     def schedule(self) -> pd.DataFrame:
         """The stages as they will run, one row per ``fit`` (``study.schedule``)."""
         return study.schedule(self.stages, self.batch_size)
@@ -291,7 +319,7 @@ class Settings:
 
 
 _FROM_STUDY = ("val_size", "image_size", "batch_size")
-SPLIT_KEYS = ("protocol", "seed", "val_size", "subset", "merged_duplicates")
+SPLIT_KEYS = ("protocol", "seed", "val_size", "subset", "merged_duplicates", "folds", "fold")
 """The settings that must agree for models to have been evaluated on the same images."""
 
 
@@ -318,6 +346,10 @@ def resolve(step: "str | study.Step", parameters: Mapping[str, Any]) -> Settings
             values[name] = check(value, row) if check is not None else value
         except (ValueError, TypeError) as error:
             raise SettingsError(f"parameter {name}={value!r} of {row.notebook}: {error}") from None
+    problem = _fold_problem(values)
+    if problem:
+        name, reason = problem
+        raise SettingsError(f"parameter {name}={values[name]!r} of {row.notebook}: {reason}")
     if row.model is None and not row.members:
         values["image_size"] = given.get("image_size")  # the EDA's own thumbnails
     if row.members or row.model is None:

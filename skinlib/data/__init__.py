@@ -5,9 +5,9 @@ from skinlib.data.duplicates import DUPLICATE_THRESHOLD, INLIER_THRESHOLD, find_
 from skinlib.data.images import load_images
 from skinlib.data.isic2018 import load_isic2018_test
 from skinlib.data.metadata import load_metadata
-from skinlib.data.splits import Split, duplicate_groups, split, subset
+from skinlib.data.splits import Split, duplicate_groups, grouped_folds, split, subset
 from skinlib.data.synthetic import make_synthetic
 
 __all__ = ["DUPLICATE_THRESHOLD", "INLIER_THRESHOLD", "Split", "duplicate_groups", "find_duplicates", "find_masks",
-           "load_images", "load_isic2018_test", "load_metadata", "load_parts", "locate", "make_synthetic",
-           "similarity_reference", "split", "subset"]
+           "grouped_folds", "load_images", "load_isic2018_test", "load_metadata", "load_parts", "locate",
+           "make_synthetic", "similarity_reference", "split", "subset"]

@@ -20,6 +20,10 @@ validation at either val_size, and validation decides the learning-rate plateaus
 
 ``protocol="source_out"`` (with ``source=``) tests on one image source (the Dataverse ``dataset``
 column) and trains and validates on the others: how far the model carries to a collection it never saw.
+``protocol="grouped"`` with ``folds=K, fold=j`` is lesion-grouped K-fold cross-validation: the test part is fold
+``j`` of K folds over the lesion groups (:func:`grouped_folds`: every lesion and merged group in exactly one fold,
+class-stratified), validation is held out of the other folds, grouped; over ``j = 0 .. K-1`` every image is tested
+exactly once.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class Split:
     test: pd.DataFrame
     protocol: str
     seed: int
+    folds: int | None = None  # K of K-fold cross-validation (None: one split)
+    fold: int | None = None  # the test fold, 0 .. folds-1
 
     def parts(self) -> dict[str, pd.DataFrame]:
         """``{"train": ..., "val": ..., "test": ...}``."""
@@ -100,12 +106,14 @@ class Split:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name} {len(frame)}" for name, frame in self.parts().items())
-        return (f"Split(protocol={self.protocol!r}, seed={self.seed}: {sizes}; test images sharing a lesion "
+        fold = "" if self.folds is None else f", fold {self.fold} of {self.folds}"
+        return (f"Split(protocol={self.protocol!r}, seed={self.seed}{fold}: {sizes}; test images sharing a lesion "
                 f"with train: {self.shared_lesions('test')})")
 
 
 def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size: float = 0.1,
-          test_size: float = 0.1, duplicates: pd.DataFrame | None = None, source: str | None = None) -> Split:
+          test_size: float = 0.1, duplicates: pd.DataFrame | None = None, source: str | None = None,
+          folds: int | None = None, fold: int | None = None) -> Split:
     """Split metadata into train, validation and test.
 
     Args:
@@ -131,6 +139,10 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
             ``"study_deleaked"``: those of test images are removed from train and validation too (and
             ``"study_control"`` removes as many at random). None (default): groups are the lesion ids.
         source: the held-out image source of ``"source_out"`` (a value of ``dataset``, e.g. ``"rosendahl"``).
+        folds: ``"grouped"`` only: K-fold cross-validation over the lesion groups (:func:`grouped_folds` with this
+            seed); the test part is fold ``fold`` (``test_size`` is then ``1/folds``), validation ``val_size`` of
+            all images, held out of the other folds. None (default): one split.
+        fold: the test fold, ``0 .. folds-1`` (needs ``folds``).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown split protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}.")
@@ -140,6 +152,7 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
     if source is not None and protocol != "source_out":
         raise ValueError(f"split(source={source!r}) holds out an image source and needs protocol='source_out', "
                          f"not {protocol!r}.")
+    _check_folds(protocol, folds, fold)
     if protocol == "study":
         if duplicates is not None:
             raise ValueError("split(protocol='study') reproduces the study's image-level split and takes no "
@@ -158,6 +171,11 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
         test = meta[held]
         rest = meta[~held & ~groups.isin(set(groups[held]))]
         train, val = _grouped_holdout(rest, groups, val_size, seed + 1)
+    elif folds is not None:
+        groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
+        tested = grouped_folds(meta, folds, seed, groups=groups) == fold
+        test, rest = meta[tested], meta[~tested]
+        train, val = _grouped_holdout(rest, groups, val_size / (1.0 - 1.0 / folds), seed + 1)
     elif protocol == "study_control":
         study = split(meta, "study", seed=seed, val_size=val_size, test_size=test_size)
         deleaked = split(meta, "study_deleaked", seed=seed, val_size=val_size, test_size=test_size,
@@ -170,7 +188,37 @@ def split(meta: pd.DataFrame, protocol: str = "grouped", seed: int = 0, val_size
         groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
         rest, test = _grouped_holdout(meta, groups, test_size, seed)
         train, val = _grouped_holdout(rest, groups, val_size / (1.0 - test_size), seed + 1)
-    return Split(train=train, val=val, test=test, protocol=protocol, seed=seed)
+    return Split(train=train, val=val, test=test, protocol=protocol, seed=seed, folds=folds, fold=fold)
+
+
+def _check_folds(protocol: str, folds, fold) -> None:
+    """Clear errors for ``folds`` / ``fold`` that cannot be used, before any work."""
+    if folds is None:
+        if fold is not None:
+            raise ValueError(f"split(fold={fold!r}) needs folds= (the number of folds, e.g. folds=5).")
+        return
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"split(folds={folds!r}): give the number of folds, an int >= 2 (or None: one split).")
+    if protocol != "grouped":
+        raise ValueError(f"split(folds={folds}) is lesion-grouped cross-validation and needs protocol='grouped', "
+                         f"not {protocol!r} (the study's protocols are one fixed split).")
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
+        raise ValueError(f"split(folds={folds}, fold={fold!r}): give the test fold, an int from 0 to {folds - 1}.")
+
+
+def grouped_folds(meta: pd.DataFrame, folds: int, seed: int = 0, duplicates: pd.DataFrame | None = None,
+                  groups: pd.Series | None = None) -> pd.Series:
+    """Each row's fold (0 .. folds-1) of lesion-grouped K-fold cross-validation: StratifiedGroupKFold by ``dx``
+    over the lesion ids (with ``duplicates``, over :func:`duplicate_groups`; or over given ``groups``), shuffled
+    with ``seed``. Every group lies in exactly one fold. Returns an int Series aligned with ``meta``."""
+    _check_folds("grouped", folds, 0)
+    if groups is None:
+        groups = meta["lesion_id"] if duplicates is None else duplicate_groups(meta, duplicates)
+    assigned = np.full(len(meta), -1)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for number, (_, held) in enumerate(splitter.split(meta, meta["dx"], groups=groups.loc[meta.index].to_numpy())):
+        assigned[held] = number
+    return pd.Series(assigned, index=meta.index, name="fold")
 
 
 def _held_out_source(meta: pd.DataFrame, source: str | None) -> pd.Series:

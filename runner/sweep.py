@@ -1,0 +1,166 @@
+"""A sweep's tasks on Dask distributed: one notebook run per task, each pinned to one GPU with bounded CPU threads.
+
+``--workers N`` starts a ``distributed.LocalCluster`` of N single-threaded worker processes (N defaults to the
+GPUs present, else 1), ``--scheduler tcp://host:8786`` joins a running cluster, ``--cluster slurm`` (pbs, sge,
+lsf) starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.config/dask/jobqueue.yaml``: queue,
+walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]``). Each worker advertises the
+resource ``GPU=1`` and every task asks for it, so a worker runs one notebook at a time. 09 is submitted with its
+members' futures as arguments, so it starts after them. A failing notebook is an :class:`~runner.Outcome`, not an
+exception: the others go on. A task whose worker died is run again by Dask (``retries``); finding its executed copy
+unfinished, it passes ``resume=True``, so training continues from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from runner.execute import Outcome, execute, format_interval
+from runner.grid import Task, executed_status, is_complete
+from runner.profiles import NOTEBOOKS_DIR, PROJECT, RunError
+
+CLUSTERS = ("slurm", "pbs", "sge", "lsf")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS")
+RESOURCES = {"GPU": 1}
+
+
+def gpu_count() -> int:
+    """GPUs this machine offers: those of ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``'s, else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.splitlines())
+
+
+def kernel_environment(index, threads: int, environ=os.environ) -> dict[str, str]:
+    """The environment variables a kernel of worker ``index`` gets: one GPU (``CUDA_VISIBLE_DEVICES``) where the
+    worker sees several, and ``threads`` CPU threads for OpenMP, BLAS and TensorFlow."""
+    env = {name: str(threads) for name in THREAD_VARIABLES}
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    devices = ([d.strip() for d in visible.split(",") if d.strip()] if visible is not None
+               else [str(i) for i in range(gpu_count())])
+    if len(devices) > 1 and isinstance(index, int):
+        env["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
+    return env
+
+
+def run_task(task: Task, *members: Outcome, threads: int = 1, timeout: float | None = None) -> Outcome:
+    """Runs one task (on a worker): skipped when a member failed, resumed when an earlier attempt left it
+    unfinished; the kernel pinned to the worker's GPU with ``threads`` CPU threads."""
+    failed = [m.notebook for m in members if m.status != "ok"]
+    if failed:
+        return Outcome(task.step.notebook, "skipped", executed=task.executed,
+                       error=f"needs the models of {', '.join(failed)}, which did not complete")
+    try:
+        from distributed import get_worker
+
+        index = get_worker().name
+    except (ImportError, ValueError):
+        index = 0
+    os.environ.update(kernel_environment(index, threads))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))
+    parameters = dict(task.parameters)
+    if "resume" in parameters and executed_status(task) == "failed":
+        parameters["resume"] = True
+    return execute(NOTEBOOKS_DIR / f"{task.step.notebook}.ipynb", task.executed, parameters, cwd=NOTEBOOKS_DIR,
+                   progress=False, timeout=timeout)
+
+
+def connect(workers: int | None, scheduler: str | None, cluster: str | None, threads: int):
+    """A ``distributed.Client``: to ``scheduler``, to dask_jobqueue jobs of kind ``cluster``, or to a
+    LocalCluster of ``workers`` single-threaded processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="30s")
+    if cluster:
+        import dask_jobqueue
+
+        kind = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}[cluster]
+        jobs = getattr(dask_jobqueue, kind)(processes=1, worker_extra_args=["--resources", "GPU=1"])
+        jobs.scale(jobs=workers or 1)
+        return Client(jobs)
+    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=RESOURCES,
+                         dashboard_address="127.0.0.1:0", env={name: str(threads) for name in THREAD_VARIABLES})
+    return Client(local)
+
+
+def _asks_for_gpu(client) -> dict | None:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return RESOURCES if workers and all("GPU" in (w.get("resources") or {}) for w in workers) else None
+
+
+def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int = 2, timeout: float | None = None,
+              stream=None) -> list[Outcome]:
+    """Submits the tasks not yet complete (09 with its members' futures), prints progress, and returns one outcome
+    per task in order (complete ones as "ok" without running)."""
+    from distributed import as_completed
+
+    stream = stream or sys.stderr
+    resources = _asks_for_gpu(client)
+    futures, done = {}, {}
+    for task in tasks:
+        if is_complete(task):
+            done[task.key] = Outcome(task.step.notebook, "ok", executed=task.executed, error="complete before")
+            continue
+        members = [futures.get(key) or done.get(key) for key in task.after]
+        if any(m is None for m in members):
+            raise RunError(f"{task.key}: plan its members {task.after} before it")
+        futures[task.key] = client.submit(run_task, task, *members, threads=threads, timeout=timeout, key=task.key,
+                                          retries=retries, resources=resources, pure=False)
+    print(f"Sweep: {len(tasks)} run(s), {len(done)} complete already, {len(futures)} to run on "
+          f"{len(client.scheduler_info().get('workers', {}))} worker(s). Dashboard: {client.dashboard_link}",
+          file=stream, flush=True)
+    started, failed = time.perf_counter(), 0
+    for position, future in enumerate(as_completed(list(futures.values())), start=1):
+        try:
+            outcome = future.result()
+        except Exception as error:  # the task itself broke (e.g. retries spent on dead workers)
+            task = next(t for t in tasks if t.key == future.key)
+            outcome = Outcome(task.step.notebook, "failed", executed=task.executed,
+                              error=f"{type(error).__name__}: {error}")
+        done[future.key] = outcome
+        failed += outcome.status != "ok"
+        elapsed = time.perf_counter() - started
+        running = sum(len(v) for v in client.processing().values())
+        eta = elapsed / position * (len(futures) - position)
+        print(f"[{position}/{len(futures)}] {future.key}: {outcome.describe()} | running {running}, failed {failed}, "
+              f"elapsed {format_interval(elapsed)}, ETA {format_interval(eta)}", file=stream, flush=True)
+    return [done[task.key] for task in tasks]
+
+
+def check_request(workers: int | None, scheduler: str | None, cluster: str | None) -> None:
+    """Clear errors for sweep options that cannot be used, before any work."""
+    if workers is not None and workers < 1:
+        raise RunError(f"--workers {workers}: give the number of worker processes, an int >= 1")
+    if scheduler and cluster:
+        raise RunError("--scheduler and --cluster both name a cluster; give one")
+    if scheduler and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+        raise RunError(f"--scheduler {scheduler!r}: give the scheduler's address, e.g. tcp://host:8786")
+    if cluster and cluster not in CLUSTERS:
+        raise RunError(f"--cluster {cluster!r}: accepted values: {', '.join(CLUSTERS)}")
+    if cluster:
+        try:
+            import dask_jobqueue  # noqa: F401
+        except ImportError:
+            raise RunError("--cluster needs dask-jobqueue: pip install dask-jobqueue") from None
+
+
+def folders_of(tasks: Sequence[Task]) -> dict[Path, list[int]]:
+    """``{folder: [task positions]}`` in order."""
+    found: dict[Path, list[int]] = {}
+    for position, task in enumerate(tasks):
+        found.setdefault(task.folder, []).append(position)
+    return found

@@ -1,0 +1,242 @@
+"""Sweeps: the grid (axes, folders, what is complete), 09 after its members on Dask, and a real two-worker sweep."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import runner
+from runner import grid, sweep
+from skinlib import study
+
+PROJECT = Path(__file__).resolve().parents[1]
+RUN_ALL = PROJECT / "run_all.py"
+
+
+def run_all(*args: str, timeout: float = 900, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RUN_ALL), "--no-progress", *args], cwd=PROJECT, text=True,
+                          capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_list_values_are_separated_by_a_bar_outside_brackets():
+    assert grid.split_list("study|corrected") == ["study", "corrected"]
+    assert grid.split_list("[75, 75]") == ["[75, 75]"]
+    assert grid.split_list("[64, 64]|[75, 100]") == ["[64, 64]", "[75, 100]"]
+    assert grid.split_list("'a|b'") == ["'a|b'"]
+    fixed, axes = grid.parse_grid(["epochs=2", "image_size=[75, 75]", "recipe=study|corrected", "03:tta=None|flips"])
+    assert fixed == {None: {"epochs": 2, "image_size": [75, 75]}}
+    assert axes == [(None, "recipe", ["study", "corrected"]), ("03_finetune_vgg16", "tta", [None, "flips"])]
+    with pytest.raises(runner.RunError, match="empty value"):
+        grid.split_list("study||corrected")
+
+
+def test_seeds_take_lists_and_ranges():
+    assert grid.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert grid.parse_seeds("0,3") == [0, 3] and grid.parse_seeds("0-1,7") == [0, 1, 7]
+    assert grid.parse_seeds(None) == [None]
+    for bad in ("a", "3-1", "1,1", "0-"):
+        with pytest.raises(runner.RunError, match="--seeds"):
+            grid.parse_seeds(bad)
+
+
+def test_the_grid_is_the_cross_product_with_a_folder_per_point(tmp_path):
+    points = grid.points(["study", "grouped"], [0, 1], 3, [(None, "recipe", ["study", "corrected"])])
+    assert len(points) == 2 * 2 * (1 + 3)  # the study's protocol is one split; grouped has three folds
+    folders = {grid.folder_of(tmp_path, p).relative_to(tmp_path).as_posix() for p in points}
+    assert len(folders) == len(points)
+    assert {"study/corrected/seed1", "grouped/study/seed0/fold2"} <= folders
+    with pytest.raises(runner.RunError, match="--folds 3.*grouped"):
+        grid.points(["study"], [0], 3, [])
+
+
+def test_the_ensemble_waits_for_its_own_members(tmp_path):
+    steps = runner.select("02,07,08,09")
+    tasks = grid.plan(steps, "smoke", tmp_path, {"data_dir": "/d"}, {}, grid.points(["grouped"], [0, 1], 2, []))
+    ensembles = [t for t in tasks if t.step.number == "09"]
+    assert len(ensembles) == 4 and len(tasks) == 16
+    for task in ensembles:
+        folder = task.folder.relative_to(tmp_path).as_posix()
+        assert task.after == (f"{folder}/07_retrain_inception_v3", f"{folder}/08_retrain_densenet201")
+        assert task.parameters["out_dir"] == str(task.folder)
+    trained = next(t for t in tasks if t.key == "grouped/default/seed1/fold1/07_retrain_inception_v3")
+    assert (trained.parameters["seed"], trained.parameters["folds"], trained.parameters["fold"]) == (1, 2, 1)
+    assert trained.parameters["protocol"] == "grouped" and trained.parameters["resume"] is False
+
+
+def _fake_execute(log, fail=()):
+    def execute(notebook, executed, parameters, **_):
+        log.append(("start", notebook.stem, time.perf_counter()))
+        time.sleep(0.3)
+        log.append(("end", notebook.stem, time.perf_counter()))
+        status = "failed" if notebook.stem in fail else "ok"
+        return runner.Outcome(notebook.stem, status, 0.3, executed, error="boom" if status == "failed" else None)
+    return execute
+
+
+@pytest.fixture()
+def threads_client():
+    from distributed import Client
+
+    with Client(processes=False, n_workers=3, threads_per_worker=1, dashboard_address=None) as client:
+        yield client
+
+
+def test_on_dask_the_ensemble_starts_after_its_members_and_a_failure_stops_only_its_dependants(
+        tmp_path, monkeypatch, threads_client):
+    log = []
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # run_task sets the kernels' variables in its process
+    monkeypatch.setattr(sweep, "execute", _fake_execute(log, fail={"08_retrain_densenet201"}))
+    tasks = grid.plan(runner.select("07,08,09"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["study"], [0, 1], None, []))
+    outcomes = sweep.run_sweep(tasks, threads_client, stream=open(os.devnull, "w"))
+    by_key = {t.key: o.status for t, o in zip(tasks, outcomes)}
+    assert by_key == {f"study/default/seed{s}/{n}": status for s in (0, 1) for n, status in
+                      (("07_retrain_inception_v3", "ok"), ("08_retrain_densenet201", "failed"),
+                       ("09_ensemble", "skipped"))}
+    monkeypatch.setattr(sweep, "execute", _fake_execute(log := []))
+    outcomes = sweep.run_sweep(tasks, threads_client, stream=open(os.devnull, "w"))
+    assert [o.status for o in outcomes] == ["ok"] * 6
+    times = {(event, name): when for event, name, when in log}
+    assert times[("start", "09_ensemble")] >= max(times[("end", "07_retrain_inception_v3")],
+                                                   times[("end", "08_retrain_densenet201")])
+
+
+def _executed(path: Path, exception=None, end="2026-01-01T00:00:00"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["papermill"] = {"exception": exception, "end_time": end}
+    nbformat.write(notebook, path)
+
+
+def test_complete_runs_are_skipped_and_unfinished_ones_resumed(tmp_path, monkeypatch):
+    task = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                     grid.points(["study"], [0], None, []))[0]
+    assert not grid.is_complete(task) and grid.executed_status(task) is None
+    _executed(task.executed, exception=True)
+    assert grid.executed_status(task) == "failed"
+    seen = {}
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    monkeypatch.setattr(sweep, "execute", lambda nb, ex, parameters, **_: seen.update(parameters) or
+                        runner.Outcome(nb.stem, "ok"))
+    sweep.run_task(task)
+    assert seen["resume"] is True  # an earlier attempt left it unfinished: training continues from checkpoints
+    _executed(task.executed)
+    assert not grid.is_complete(task)  # the notebook finished but wrote no record
+    record = task.folder / "results" / "02_baseline_cnn.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    assert grid.is_complete(task)
+
+
+def test_kernels_get_one_gpu_and_bounded_threads():
+    env = sweep.kernel_environment(3, 2, {"CUDA_VISIBLE_DEVICES": "0,1,2"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == "2"
+    assert "CUDA_VISIBLE_DEVICES" not in sweep.kernel_environment(0, 1, {"CUDA_VISIBLE_DEVICES": "5"})  # one: kept
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--workers", "0"], "--workers 0"), (["--scheduler", "localhost:1"], "--scheduler 'localhost:1'"),
+    (["--cluster", "condor"], "--cluster 'condor'"), (["--folds", "1", "--protocol", "grouped"], "--folds 1"),
+    (["--protocol", "study,leaky"], "--protocol 'study,leaky'"), (["--folds", "3"], "--folds 3.*grouped"),
+    (["--seeds", "2-1"], "--seeds"), (["--workers", "2", "-p", "fold=1"], "-p fold=.*--folds"), (["-p", "recipe=study|nope", "--workers", "2"], "recipe='nope'"),
+])
+def test_a_bad_sweep_request_is_refused_before_any_work(synthetic_data, tmp_path, capsys, args, words):
+    import run_all as command  # in this process: each case is refused before a cluster or a kernel starts
+
+    status = command.main(["--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out",
+                           str(tmp_path / "out"), "--no-progress", *args])
+    error = capsys.readouterr().err
+    assert status == 2 and re.search(words, error), error[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(shutil.which("sinfo") is None, reason="no Slurm here (sinfo not found)")
+def test_a_slurm_sweep_is_submitted(synthetic_data, tmp_path):
+    result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--cluster", "slurm",
+                     "--workers", "1", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _record(folder: Path) -> dict:
+    record = json.loads((folder / "results" / "02_baseline_cnn.json").read_text())
+    return {k: v for k, v in record.items() if k not in ("started", "finished")}
+
+
+@pytest.mark.slow
+def test_two_workers_run_the_seeds_as_each_alone_and_a_rerun_skips_them(synthetic_data, tmp_path):
+    out = tmp_path / "sweep"
+    common = ("--profile", "smoke", "--data", str(synthetic_data), "--only", "02")
+    result = run_all(*common, "--seeds", "0,1", "--workers", "2", "--threads", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Dashboard: http://" in result.stderr and "[2/2]" in result.stderr
+    folders = [out / "study" / "default" / f"seed{s}" for s in (0, 1)]
+    assert all((f / "results.md").is_file() for f in folders)
+    assert (out / "sweep.md").is_file() and (out / "leak.png").is_file() and (out / "sweep.csv").is_file()
+    one_thread = {name: "1" for name in sweep.THREAD_VARIABLES}  # as the sweep's kernels: the same float sums
+    alone = run_all(*common, "-p", "seed=1", "--out", str(tmp_path / "alone"), env=one_thread)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert _record(folders[1]) == _record(tmp_path / "alone")  # CPU smoke runs are deterministic
+    assert _record(folders[0])["metrics"] != _record(folders[1])["metrics"]
+    again = run_all(*common, "--seeds", "0,1", "--workers", "2", "--out", str(out))
+    assert again.returncode == 0 and "2 complete already, 0 to run" in again.stderr, again.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_running_scheduler_and_worker_take_the_sweep(synthetic_data, tmp_path):
+    """``dask scheduler`` and ``dask worker`` on 127.0.0.1, then ``run_all.py --scheduler``."""
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
+    address_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                                  "--scheduler-file", str(address_file)], env=env, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(120):
+            if address_file.is_file() and address_file.stat().st_size:
+                break
+            time.sleep(0.5)
+        address = json.loads(address_file.read_text())["address"]
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                   "--resources", "GPU=1"], env=env, stderr=subprocess.DEVNULL)
+        result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--protocol",
+                         "grouped", "--folds", "2", "--seeds", "0", "--scheduler", address,
+                         "--out", str(tmp_path / "out"), timeout=900)
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for fold in (0, 1):
+        record = json.loads((tmp_path / "out" / "grouped" / "default" / "seed0" / f"fold{fold}" / "results" /
+                             "02_baseline_cnn.json").read_text())
+        assert (record["parameters"]["folds"], record["parameters"]["fold"]) == (2, fold)
+
+
+def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path):
+    from runner import report
+
+    tasks = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["study", "grouped"], [0, 1], None, []))
+    for task, accuracy in zip(tasks, (0.80, 0.84, 0.70, 0.74)):
+        metrics = {"accuracy": accuracy, "balanced_accuracy": accuracy - 0.2, "macro_f1": 0.5, "roc_auc_macro": 0.9,
+                   "melanoma_sensitivity": 0.4}
+        record = {"parameters": {"protocol": task.point["protocol"], "recipe": "study"},
+                  "metrics": {"test": {"metrics": metrics}}}
+        (task.folder / "results").mkdir(parents=True)
+        (task.folder / "results" / "02_baseline_cnn.json").write_text(json.dumps(record))
+    outcomes = [runner.Outcome(t.step.notebook, "ok", 1.0) for t in tasks]
+    md_path, csv_path, figures = report.write(tmp_path, tasks, outcomes)
+    table = __import__("pandas").read_csv(csv_path).set_index("protocol")
+    assert table.loc["study", "test_accuracy_mean"] == pytest.approx(82.0)
+    assert table.loc["grouped", "test_accuracy_sd"] == pytest.approx(2.828, abs=1e-3)
+    assert table.loc["grouped", "runs"] == 2 and "| 02_baseline_cnn | grouped" in md_path.read_text()
+    assert [p.name for p in figures] == ["leak.png", "leak.svg"] and all(p.stat().st_size for p in figures)
