@@ -38,20 +38,29 @@ def read_parameters(folder: Path, notebook: str) -> dict:
         raise SystemExit(str(error)) from None
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("leaky", type=Path, help="run_all output folder of --protocol study")
-    parser.add_argument("deleaked", type=Path, help="run_all output folder of --protocol study_deleaked")
+def paired_runs(doc: str, first: tuple[str, str], second: tuple[str, str], argv=None):
+    """The command line of a script comparing two run_all folders (``first`` and ``second``: argument name and
+    help), ``--notebook``, ``--data`` and ``--images``: ``(args, metadata, [(first folder, its parameters,
+    second folder, its parameters) per seed])``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    for name, help in (first, second):
+        parser.add_argument(name, type=Path, help=help)
     parser.add_argument("--notebook", default="02_baseline_cnn")
     parser.add_argument("--data", type=Path, default=None, help="HAM10000 folder (default: as run_all.py finds it)")
     parser.add_argument("--images", default=None, help="image folder inside --data, e.g. images_200x150")
     args = parser.parse_args(argv)
     data_dir, images = data.locate(args.data, args.images)
-    meta = data.load_metadata(data_dir, images=images)
+    folders = zip(seed_folders(getattr(args, first[0])), seed_folders(getattr(args, second[0])))
+    return args, data.load_metadata(data_dir, images=images), [
+        (a, read_parameters(a, args.notebook), b, read_parameters(b, args.notebook)) for a, b in folders]
+
+
+def main(argv=None) -> int:
+    args, meta, runs = paired_runs(__doc__, ("leaky", "run_all output folder of --protocol study"),
+                                   ("deleaked", "run_all output folder of --protocol study_deleaked"), argv)
     gains = []
-    for leaky_folder, deleaked_folder in zip(seed_folders(args.leaky), seed_folders(args.deleaked)):
-        leaky, deleaked = (read_parameters(f, args.notebook) for f in (leaky_folder, deleaked_folder))
+    for leaky_folder, leaky, deleaked_folder, deleaked in runs:
         if (leaky["protocol"], deleaked["protocol"]) != ("study", "study_deleaked"):
             raise SystemExit(f"expected the protocols study and study_deleaked, got {leaky['protocol']} "
                              f"({leaky_folder}) and {deleaked['protocol']} ({deleaked_folder})")
@@ -63,13 +72,19 @@ def main(argv=None) -> int:
         images_test = data.load_images(test, size=tuple(leaky["image_size"]))
         probas = {name: evaluate.predict(export.load(folder / "models" / f"{args.notebook}.keras"), images_test)
                   for name, folder in (("leaky", leaky_folder), ("deleaked", deleaked_folder))}
-        table = ensemble.compare(test["label"].to_numpy(), probas, reference="leaky",
-                                 groups=test["lesion_id"].to_numpy(), seed=leaky["seed"])
-        print(f"\nseed {leaky['seed']}: {len(test)} test images, {test['lesion_id'].nunique()} lesions\n")
-        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-        gains.append(table.loc["deleaked"])
+        gains.append(compared(test, probas, "leaky", leaky["seed"]).loc["deleaked"])
     print_mean_gains(gains, "the leaky model")
     return 0
+
+
+def compared(test, probas: dict, reference: str, seed: int) -> pd.DataFrame:
+    """``ensemble.compare``'s table of the models' test probabilities against ``reference`` (paired intervals
+    over lesions), printed under a line naming the seed and the test set."""
+    table = ensemble.compare(test["label"].to_numpy(), probas, reference=reference,
+                             groups=test["lesion_id"].to_numpy(), seed=seed)
+    print(f"\nseed {seed}: {len(test)} test images, {test['lesion_id'].nunique()} lesions\n")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    return table
 
 
 def print_mean_gains(gains: list, what: str) -> None:
