@@ -50,7 +50,8 @@ def main(argv=None) -> int:
         images_test = data.load_images(test, size=tuple(plain["image_size"]))
         vectors = data.metadata_vectors({"test": test}, fused["metadata"], names=("test",))["test"]
         probas = {name: evaluate.predict(export.load(folder / "models" / f"{args.notebook}.keras"), images_test,
-                                         tta=parameters["tta"], metadata=vectors if parameters["metadata"] else None)
+                                         tta=parameters.get("tta"),  # records written before the parameter: None
+                                         metadata=vectors if parameters.get("metadata") else None)
                   for name, folder, parameters in (("fused", fused_folder, fused), ("image_only", plain_folder, plain))}
         gains.append(compared(test, probas, "fused", plain["seed"]).loc["image_only"])
     print_mean_gains(gains, "the fused model")
