@@ -72,20 +72,56 @@ def check_same_test_set(folders: dict[str, Path], notebook: str) -> dict:
     return leaky
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("leaky", type=Path, help="run_all output folder of --protocol study")
-    parser.add_argument("deleaked", type=Path, help="run_all output folder of --protocol study_deleaked")
-    parser.add_argument("control", type=Path, nargs="?", default=None,
-                        help="run_all output folder of --protocol study_control (optional: splits the difference "
-                             "into leak and size)")
+def folders_command(doc: str, folders, argv=None):
+    """The command line of a script comparing run_all folders: ``folders`` are (name, help, optional) triples,
+    then ``--notebook``, ``--data`` and ``--images``; returns ``(args, metadata)``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    for name, help, optional in folders:
+        parser.add_argument(name, type=Path, help=help, **({"nargs": "?", "default": None} if optional else {}))
     parser.add_argument("--notebook", default="02_baseline_cnn")
     parser.add_argument("--data", type=Path, default=None, help="HAM10000 folder (default: as run_all.py finds it)")
     parser.add_argument("--images", default=None, help="image folder inside --data, e.g. images_200x150")
     args = parser.parse_args(argv)
     data_dir, images = data.locate(args.data, args.images)
-    meta = data.load_metadata(data_dir, images=images)
+    return args, data.load_metadata(data_dir, images=images)
+
+
+def paired_runs(doc: str, first: tuple[str, str], second: tuple[str, str], argv=None):
+    """:func:`folders_command` for two folders (``first`` and ``second``: argument name and help):
+    ``(args, metadata, [(first folder, its parameters, second folder, its parameters) per seed])``."""
+    args, meta = folders_command(doc, [(*first, False), (*second, False)], argv)
+    folders = zip(seed_folders(getattr(args, first[0])), seed_folders(getattr(args, second[0])))
+    return args, meta, [(a, read_parameters(a, args.notebook), b, read_parameters(b, args.notebook))
+                        for a, b in folders]
+
+
+def compared(test, probas: dict, reference: str, seed: int, title: str = "") -> pd.DataFrame:
+    """``ensemble.compare``'s table of the models' test probabilities against ``reference`` (paired intervals
+    over lesions), printed under a line naming the seed and the test set (and ``title``)."""
+    table = ensemble.compare(test["label"].to_numpy(), probas, reference=reference,
+                             groups=test["lesion_id"].to_numpy(), seed=seed)
+    print(f"\nseed {seed}: {len(test)} test images, {test['lesion_id'].nunique()} lesions{title}\n")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    return table
+
+
+def print_mean_gains(gains: list, what: str) -> None:
+    """The mean ± sd over seeds of ``ensemble.compare``'s gains (rows of one table per seed), in points."""
+    frame = pd.DataFrame(gains)
+    print(f"\nGain of {what} over {len(frame)} seed(s), mean ± sd (percentage points):")
+    for metric in ("accuracy_gain", "balanced_accuracy_gain"):
+        values = 100 * frame[metric].to_numpy(dtype=float)
+        spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
+        print(f"  {metric}: {values.mean():+.1f} ± {spread:.1f}")
+
+
+def main(argv=None) -> int:
+    args, meta = folders_command(__doc__, [
+        ("leaky", "run_all output folder of --protocol study", False),
+        ("deleaked", "run_all output folder of --protocol study_deleaked", False),
+        ("control", "run_all output folder of --protocol study_control (optional: splits the difference into leak "
+                    "and size)", True)], argv)
     roots = {"leaky": args.leaky, "deleaked": args.deleaked, **({"control": args.control} if args.control else {})}
     comparisons = {name: pair for name, pair in COMPARISONS.items() if set(pair) <= set(roots)}
     gains: dict[str, list] = {name: [] for name in comparisons}
@@ -97,20 +133,12 @@ def main(argv=None) -> int:
         images_test = data.load_images(test, size=tuple(leaky["image_size"]))
         probas = {name: evaluate.predict(export.load(folder / "models" / f"{args.notebook}.keras"), images_test)
                   for name, folder in folders.items()}
-        print(f"\nseed {leaky['seed']}: {len(test)} test images, {test['lesion_id'].nunique()} lesions")
         for comparison, (better, other) in comparisons.items():
-            table = ensemble.compare(test["label"].to_numpy(), {better: probas[better], other: probas[other]},
-                                     reference=better, groups=test["lesion_id"].to_numpy(), seed=leaky["seed"])
-            print(f"\n{comparison}: gain of {better} over {other}\n")
-            print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+            table = compared(test, {better: probas[better], other: probas[other]}, better, leaky["seed"],
+                             f"; {comparison}: gain of {better} over {other}")
             gains[comparison].append(table.loc[other])
     for comparison, rows in gains.items():
-        frame = pd.DataFrame(rows)
-        print(f"\n{comparison} over {len(frame)} seed(s), mean ± sd (percentage points):")
-        for metric in ("accuracy_gain", "balanced_accuracy_gain"):
-            values = 100 * frame[metric].to_numpy(dtype=float)
-            spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-            print(f"  {metric}: {values.mean():+.1f} ± {spread:.1f}")
+        print_mean_gains(rows, f"{comparison}")
     if "control" not in roots:
         print("\n(leaky vs deleaked mixes the leak with the images removed; give the study_control run as a third "
               "folder to separate them)")

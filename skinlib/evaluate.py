@@ -81,10 +81,12 @@ def tta_transforms(tta, image_shape: Sequence[int]) -> dict[str, Callable[[np.nd
     return dict(_FLIPS, **_QUARTER_TURNS) if mode == "d4" else dict(_FLIPS)
 
 
-def predict(model, images, tta=None, batch_size: int = 32, verbose: bool = False) -> np.ndarray:
+def predict(model, images, tta=None, batch_size: int = 32, verbose: bool = False, metadata=None) -> np.ndarray:
     """Class probabilities (N, classes) of ``model`` on ``images`` (N, H, W, 3; uint8 or float 0..255).
 
-    ``tta`` averages the probabilities over flipped and turned copies (see :func:`tta_transforms`).
+    ``tta`` averages the probabilities over flipped and turned copies (see :func:`tta_transforms`); only the
+    image varies. ``metadata``: a fused model's (N, width) vectors (``data.metadata_vectors``); None: the
+    missing-value code (``skinlib.fusion.vectors``); an image-only model takes None or zero-width vectors.
     Images are fed batch by batch, so a memory-mapped array from ``data.load_images`` is never copied
     whole.
     """
@@ -94,6 +96,9 @@ def predict(model, images, tta=None, batch_size: int = 32, verbose: bool = False
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     transforms = tta_transforms(tta, images.shape[1:])
+    from skinlib import fusion
+
+    vectors = fusion.vectors(model, len(images), metadata)
     starts = range(0, len(images), batch_size)
     if verbose:
         from tqdm.auto import tqdm
@@ -102,8 +107,9 @@ def predict(model, images, tta=None, batch_size: int = 32, verbose: bool = False
     outputs = []
     for start in starts:
         batch = np.asarray(images[start:start + batch_size])
-        total = sum(np.asarray(model.predict_on_batch(np.ascontiguousarray(transform(batch))), dtype=np.float64)
-                    for transform in transforms.values())
+        fed = None if vectors is None else vectors[start:start + batch_size]
+        views = (fusion.inputs(model, np.ascontiguousarray(transform(batch)), fed) for transform in transforms.values())
+        total = sum(np.asarray(model.predict_on_batch(view), dtype=np.float64) for view in views)
         outputs.append(total / len(transforms))
     if not outputs:
         n_classes = model.output_shape[-1]

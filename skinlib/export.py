@@ -6,7 +6,10 @@
     >>> export.model_card(deployed)["classes"]
     ['akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc']
 
-The exported model is ``Input(None, None, 3, uint8) -> Resizing(model's size) -> model -> ModelCard``.
+The exported model is ``Input(None, None, 3, uint8) -> Resizing(model's size) -> model -> ModelCard``. A model
+fused with metadata (``models.build(..., metadata=fields)``) is exported with its second input, ``"metadata"``
+(the vectors of ``skinlib.data.encoding``), and the card names the fields: feed
+``{"image": images, "metadata": vectors}``, or let ``evaluate.predict`` fill in the missing-value code.
 The model keeps its own preprocessing layer; :class:`ModelCard` is an identity layer whose config holds
 the class codes and names, the input size and the training recipe, so they travel inside the
 ``.keras`` file. Everything is a registered Keras layer: :func:`load` uses ``safe_mode=True`` (no Lambda
@@ -35,15 +38,17 @@ class ModelCard(keras.layers.Layer):
         class_names: code -> human-readable name.
         image_size: (height, width) the wrapped model was trained at.
         recipe: JSON-compatible dict describing how the model was trained.
+        metadata: the metadata fields the model takes besides the image ([]: image only).
     """
 
-    def __init__(self, classes, class_names=None, image_size=None, recipe=None, **kwargs):
+    def __init__(self, classes, class_names=None, image_size=None, recipe=None, metadata=None, **kwargs):
         kwargs.setdefault("name", CARD_LAYER)
         super().__init__(**kwargs)
         self.classes = [str(c) for c in classes]
         self.class_names = {str(k): str(v) for k, v in (class_names or {}).items()}
         self.image_size = None if image_size is None else [int(v) for v in image_size]
         self.recipe = recipe or {}
+        self.metadata = [str(name) for name in (metadata or [])]
 
     def call(self, inputs):
         return inputs
@@ -54,7 +59,7 @@ class ModelCard(keras.layers.Layer):
     def card(self) -> dict[str, Any]:
         """The metadata as a plain dict."""
         return {"classes": list(self.classes), "class_names": dict(self.class_names),
-                "image_size": self.image_size, "recipe": self.recipe}
+                "image_size": self.image_size, "recipe": self.recipe, "metadata": list(self.metadata)}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.card()}
@@ -82,7 +87,7 @@ def deployable(model: keras.Model, *, classes=CLASSES, class_names=None, recipe=
     """
     classes = list(classes)
     if image_size is None:
-        image_size = tuple(model.input_shape[1:3])
+        image_size = tuple(model.inputs[0].shape[1:3])
     if len(image_size) != 2 or any(v is None for v in image_size):
         raise ValueError(f"model {model.name!r} has no fixed input size ({model.input_shape}); pass "
                          f"image_size=(height, width) it was trained at")
@@ -91,12 +96,16 @@ def deployable(model: keras.Model, *, classes=CLASSES, class_names=None, recipe=
                          f"classes were given: {classes}")
     if class_names is None:
         class_names = {c: CLASS_NAMES.get(c, c) for c in classes}
-    images = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    from skinlib import fusion
+
+    fields = list(fusion.fields_of(model))
+    images = keras.Input(shape=(None, None, 3), dtype="uint8", name=fusion.IMAGE_INPUT)
     resized = keras.layers.Resizing(*image_size, interpolation=interpolation, antialias=True,
                                     name="resize")(images)
-    probabilities = model(resized)
-    card = ModelCard(classes, class_names, image_size, _jsonable(recipe))(probabilities)
-    return keras.Model(images, card, name=f"skinlib_{model.name}")
+    inputs = [images, keras.Input(shape=model.inputs[1].shape[1:], name=fusion.METADATA_INPUT)] if fields else images
+    probabilities = model([resized, inputs[1]] if fields else resized)
+    card = ModelCard(classes, class_names, image_size, _jsonable(recipe), fields)(probabilities)
+    return keras.Model(inputs, card, name=f"skinlib_{model.name}")
 
 
 def export(model: keras.Model, path: str | Path, **options) -> Path:
@@ -113,7 +122,7 @@ def _register_skinlib_layers() -> None:
     """Import the modules whose registered layers a skinlib model may contain."""
     import importlib
 
-    for module in ("skinlib.preprocessing", "skinlib.augment", "skinlib.models"):
+    for module in ("skinlib.preprocessing", "skinlib.augment", "skinlib.models", "skinlib.fusion"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -146,7 +155,7 @@ def model_card(model: keras.Model) -> dict[str, Any]:
             return layer.card()
     classes = list(CLASSES)
     return {"classes": classes, "class_names": {c: CLASS_NAMES[c] for c in classes},
-            "image_size": list(model.input_shape[1:3]), "recipe": {}}
+            "image_size": list(model.inputs[0].shape[1:3]), "recipe": {}, "metadata": []}
 
 
 def wrapped(deployed: keras.Model) -> keras.Model:

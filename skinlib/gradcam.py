@@ -88,9 +88,11 @@ class GradCAM:
     def __init__(self, model: keras.Model, layer=None):
         self.model = model
         self.layer = target_layer(model, layer)
-        if len(model.inputs) != 1:
-            raise ValueError(f"Grad-CAM needs a model with one image input; {model.name!r} has {len(model.inputs)}")
-        from skinlib import models
+        from skinlib import fusion, models
+
+        if len(model.inputs) != 1 + bool(fusion.fields_of(model)):
+            raise ValueError(f"Grad-CAM needs a model with one image input (and a skinlib metadata input); "
+                             f"{model.name!r} has {len(model.inputs)}")
 
         try:
             self.features, self.head = models.split(model, self.layer.name)
@@ -98,23 +100,33 @@ class GradCAM:
             raise ValueError(f"cannot split model {model.name!r} at layer {self.layer.name!r} into features and "
                              f"head: {error}") from error
 
-    def __call__(self, images, class_index=None, upsample: bool = True) -> np.ndarray:
+    def __call__(self, images, class_index=None, upsample: bool = True, metadata=None) -> np.ndarray:
         """Heatmaps (N, h, w) in 0..1 for ``images`` (N, H, W, 3, raw pixels as the model takes them).
 
         ``class_index``: an int, one int per image, or None for each image's predicted class.
         ``upsample``: resize the maps to the images' height and width (else the layer's own grid).
+        ``metadata``: a fused model's (N, width) vectors, held fixed while the image branch is explained (None:
+        the missing-value code, ``skinlib.fusion.vectors``).
         """
+        from skinlib import fusion
+
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[None]
+        vectors = fusion.vectors(self.model, len(images), metadata)
+        fixed = [] if vectors is None else [ops.convert_to_tensor(vectors)]
+
+        def head(maps):
+            return self.head([maps, *fixed] if fixed else maps)
+
         activations = ops.convert_to_numpy(self.features(ops.convert_to_tensor(images))).astype("float32")
         if class_index is None:
-            class_index = ops.convert_to_numpy(self.head(activations)).argmax(axis=1)
+            class_index = ops.convert_to_numpy(head(ops.convert_to_tensor(activations))).argmax(axis=1)
         classes = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (len(images),))
         selector = ops.convert_to_tensor(np.eye(self.head.output.shape[-1], dtype="float32")[classes])
 
         def score(maps):
-            log_p = ops.log(ops.cast(self.head(maps), "float32") + EPSILON)
+            log_p = ops.log(ops.cast(head(maps), "float32") + EPSILON)
             return ops.sum((log_p - ops.mean(log_p, axis=-1, keepdims=True)) * selector)
 
         gradients = input_gradient(score, activations)
@@ -128,15 +140,20 @@ class GradCAM:
 
 
 def gradcam(model: keras.Model, images, class_index=None, layer=None, upsample: bool = True,
-            batch_size: int = 32) -> np.ndarray:
-    """Grad-CAM heatmaps (N, H, W) in 0..1 of ``model`` on ``images``, ``batch_size`` at a time; see :class:`GradCAM`."""
+            batch_size: int = 32, metadata=None) -> np.ndarray:
+    """Grad-CAM heatmaps (N, H, W) in 0..1 of ``model`` on ``images``, ``batch_size`` at a time; see :class:`GradCAM`
+    (``metadata``: a fused model's vectors, held fixed; None: the missing-value code)."""
+    from skinlib import fusion
+
     explainer = GradCAM(model, layer)
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
+    vectors = fusion.vectors(model, len(images), metadata)
     classes = None if class_index is None else np.broadcast_to(np.asarray(class_index), (len(images),))
     return np.concatenate([explainer(images[start:start + batch_size],
-                                     None if classes is None else classes[start:start + batch_size], upsample)
+                                     None if classes is None else classes[start:start + batch_size], upsample,
+                                     None if vectors is None else vectors[start:start + batch_size])
                            for start in range(0, len(images), batch_size)])
 
 

@@ -5,13 +5,16 @@
     model = models.build("densenet201", weights=None)     # raw 0..255 pixels in, 7 probabilities out
     models.set_trainable(model, stage)                     # what trains in the next stage, and BatchNorm's mode
     features, head = models.split(model)                  # image -> last conv maps, maps -> probabilities
+    fused = models.build("vgg16", metadata=("age", "sex", "localization"))  # inputs "image" and "metadata"
 
 Every model takes raw RGB pixels (uint8 or float, NHWC) and starts with a weightless
 :class:`skinlib.preprocessing.Preprocess` layer named ``"preprocess"``, so ``model.predict(uint8_images)`` is
 right and parameter counts are the study's. The model is named after its backbone key, and is FLAT: the
 ``keras.applications`` layers sit directly in ``model.layers`` between ``"preprocess"`` and the head
 (``"head_pool"`` or ``"head_flatten"``, ``"head_dense"``, ``"head_dropout"``, ``"predictions"``), so every
-intermediate output is reachable from ``model.input`` through the public functional API.
+intermediate output is reachable from ``model.input`` through the public functional API. With ``metadata``, the
+model has a second input, ``"metadata"``, whose small MLP's embedding joins the pooled image features before the
+head's dense layers (:mod:`skinlib.fusion`); without, the model is exactly the image-only one.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from skinlib import CLASSES, backbones, batchnorm
+from skinlib import CLASSES, backbones, batchnorm, fusion
 from skinlib.backbones import Backbone
+from skinlib.data import encoding
 from skinlib.errors import SkinlibError
 from skinlib.preprocessing import MODES, Preprocess
 from skinlib.study import LAYERS
@@ -51,6 +55,7 @@ def build(
     preprocess: str | Preprocess = "backbone",
     mixed_precision: bool | str = False,
     seed: int | None = None,
+    metadata=None,
 ) -> keras.Model:
     """Builds a classifier: the backbone ``name`` with the study's head (global max pooling, dense 512 ReLU,
     dropout 0.5, dense 7 softmax; the baseline flattens instead of pooling).
@@ -66,12 +71,16 @@ def build(
         mixed_precision: ``True`` ("mixed_float16") or a policy name ("mixed_bfloat16"); the output stays float32.
         seed: seeds Python, NumPy and the backend first (``keras.utils.set_random_seed``), so that the random
             initial weights, and so the run, repeat; None leaves the random state as it is.
+        metadata: None (image only), or fields of ``skinlib.data.encoding.FIELDS`` (e.g. ``("age", "sex",
+            "localization")``): a second input ``"metadata"`` of their vectors, fused before ``head_dense``
+            (:mod:`skinlib.fusion`). ``dx_type`` is refused: it leaks the diagnosis.
 
     Returns:
         A ``keras.Model`` named ``name``: raw pixels in, 7 softmax probabilities (float32) out, all layers
         trainable (call :func:`set_trainable` for a stage).
     """
     spec = backbones.get(name)
+    fields = _check_metadata(metadata)
     if seed is not None:
         keras.utils.set_random_seed(seed)
     input_shape = _check_input_shape(spec, input_shape)
@@ -88,6 +97,9 @@ def build(
         else:
             backbone_app = _application(spec, x, input_shape, "imagenet" if weights == "imagenet" else None)
             x = keras.layers.GlobalMaxPooling2D(name="head_pool")(backbone_app.output)
+        if fields:
+            vector, x = fusion.fuse(x, fields)
+            inputs = [inputs, vector]
         x = keras.layers.Dense(512, activation="relu", name="head_dense")(x)
         x = keras.layers.Dropout(0.5, name="head_dropout")(x)
         outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="predictions")(x)
@@ -96,6 +108,15 @@ def build(
     if weights_file is not None:
         _load_weights(model, backbone_app, weights_file, spec)
     return model
+
+
+def _check_metadata(metadata) -> tuple[str, ...]:
+    if metadata is None:
+        return ()
+    try:
+        return encoding.check_fields(metadata)
+    except encoding.MetadataError as error:
+        raise ModelError(f"models.build(metadata={metadata!r}): {error}") from None
 
 
 def spec_of(model: keras.Model) -> Backbone:
@@ -116,21 +137,27 @@ def preprocess_of(model: keras.Model) -> Preprocess:
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The backbone's layers, in order (``keras.applications``' ``layers[1:]``; the baseline's conv blocks)."""
-    skip = {PREPROCESS_LAYER, *HEAD_LAYERS}
+    skip = {PREPROCESS_LAYER, *HEAD_LAYERS, *fusion.BRANCH_LAYERS}
     return [layer for layer in model.layers
             if layer.name not in skip and not isinstance(layer, keras.layers.InputLayer)]
 
 
 def split(model: keras.Model, layer: str | None = None) -> tuple[keras.Model, keras.Model]:
     """``(features, head)``: image -> the feature maps of ``layer`` (default the backbone's last conv layer),
-    and those maps -> probabilities. ``head(features(x))`` equals ``model(x)``; both share ``model``'s layers."""
+    and those maps -> probabilities. ``head(features(x))`` equals ``model(x)``; both share ``model``'s layers.
+
+    A fused model's features are the image branch's (image in); its head takes ``[maps, metadata]``, so the
+    image branch is explained with the metadata held fixed: ``head([features(x), m])`` equals ``model([x, m])``."""
     name = layer or spec_of(model).last_conv_layer
     try:
         maps = model.get_layer(name).output
     except ValueError:
         raise ModelError(f"no layer {name!r} in model {model.name!r}") from None
-    features = keras.Model(model.inputs, maps, name=f"{model.name}_features")
-    head = keras.Model(maps, model.output, name=f"{model.name}_head")
+    image, *others = model.inputs
+    features = keras.Model(model.inputs if not others else image, maps, name=f"{model.name}_features")
+    if others:  # the metadata enters the head at the fields layer's output (the same vector): a head built on
+        others = [model.get_layer(fusion.FIELDS_LAYER).output]  # the model's own Input would break saving it
+    head = keras.Model([maps, *others] if others else maps, model.output, name=f"{model.name}_head")
     return features, head
 
 
@@ -190,7 +217,7 @@ def set_trainable(model: keras.Model, stage, bn: str | None = None) -> keras.Mod
                 raise ModelError(str(error)) from None
         else:
             layer.trainable = position >= first_trained
-    for name in HEAD_LAYERS:
+    for name in (*HEAD_LAYERS, *fusion.BRANCH_LAYERS):
         with contextlib.suppress(ValueError):
             model.get_layer(name).trainable = True
     _TRAINABLE[model] = (layers, bn)

@@ -1,5 +1,11 @@
-"""``python -m skinlib predict IMAGE|FOLDER... --model FILE [--tta] [--json] [--verbose]``: classify images
-with an exported model.
+"""``python -m skinlib predict IMAGE|FOLDER... --model FILE [--age YEARS] [--sex SEX] [--site SITE] [--tta]
+[--json] [--verbose]``: classify images with an exported model.
+
+A model fused with metadata (``models.build(..., metadata=fields)``; its card names the fields) takes the
+patient's ``--age``, ``--sex`` and ``--site`` (body site, as HAM10000's ``localization``), the same for every
+image of the call. Each is optional: one left out is encoded as missing (age unknown, sex and site "unknown",
+the code the model saw for the 57 HAM10000 images without an age), and a note on stderr says so. An image-only
+model refuses them.
 
 For each image, the class probabilities sorted from most to least likely, the top class first with its
 name. A folder stands for every .jpg, .jpeg and .png directly inside it. A missing or unreadable image
@@ -27,6 +33,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from skinlib.data import encoding
 from skinlib.errors import ImageError, image_too_large
 from skinlib.pixels import MIN_SIDE, eight_bit
 
@@ -40,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image files (JPEG, PNG, ...) or folders (every .jpg, .jpeg, .png directly inside)")
     parser.add_argument("--model", required=True, metavar="FILE",
                         help="a .keras model written by skinlib.export.export")
+    parser.add_argument("--age", type=float, metavar="YEARS", help="the patient's age (a metadata model only)")
+    parser.add_argument("--sex", choices=encoding.SEXES, help="the patient's sex (a metadata model only)")
+    parser.add_argument("--site", choices=encoding.SITES, metavar="SITE",
+                        help=f"the lesion's body site (a metadata model only): {', '.join(encoding.SITES)}")
     parser.add_argument("--tta", action="store_true",
                         help="average over flips and turns of each image (test-time augmentation)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
@@ -115,11 +126,13 @@ def read_image(path: str | Path) -> np.ndarray:
     return pixels
 
 
-def classify(model, image: np.ndarray, classes: list[str], tta: bool = False) -> dict[str, float]:
-    """Probabilities of one image by class code, most likely first."""
+def classify(model, image: np.ndarray, classes: list[str], tta: bool = False, metadata=None) -> dict[str, float]:
+    """Probabilities of one image by class code, most likely first; ``metadata``: a fused model's (width,)
+    vector (None: the missing-value code)."""
     from skinlib.evaluate import predict
 
-    proba = predict(model, image[None], tta=tta or None, batch_size=1)[0]
+    vectors = None if metadata is None else np.asarray(metadata)[None]
+    proba = predict(model, image[None], tta=tta or None, batch_size=1, metadata=vectors)[0]
     order = np.argsort(-proba, kind="stable")
     return {classes[k]: float(proba[k]) for k in order}
 
@@ -173,9 +186,38 @@ def _text(path: str, probabilities: dict[str, float], names: dict[str, str]) -> 
     return "\n".join(lines)
 
 
+def given_metadata(args: argparse.Namespace) -> dict:
+    """``{field: value}`` of the metadata options given (checked, without the model)."""
+    given = {name: getattr(args, option, None) for name, option in (("age", "age"), ("sex", "sex"),
+                                                                     ("localization", "site"))}
+    given = {name: value for name, value in given.items() if value is not None}
+    encoding.encode_values(encoding.FIELDS, **given)  # a bad value fails before the model loads
+    return given
+
+
+def metadata_vector(card: dict, given: dict) -> np.ndarray | None:
+    """The vector of ``given`` for the model of ``card`` (None: image only); notes the fields left missing."""
+    fields = card.get("metadata") or []
+    options = {"age": "--age", "sex": "--sex", "localization": "--site"}
+    if not fields:
+        if given:
+            raise encoding.MetadataError(f"the model takes images only (exported without metadata): drop "
+                                         f"{', '.join(options[name] for name in given)}")
+        return None
+    left_out = [options[name] for name in fields if name not in given]
+    if left_out:
+        print(f"note: {', '.join(left_out)} not given: encoded as missing (the model takes "
+              f"{', '.join(options[name] for name in fields)})", file=sys.stderr)
+    return encoding.encode_values(fields, **given)
+
+
 def run(args: argparse.Namespace) -> int:
     """Classify ``args.images`` with ``args.model``; returns the exit code."""
     problem = model_problem(args.model)
+    try:
+        given = given_metadata(args)
+    except encoding.MetadataError as error:
+        problem = problem or str(error)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -194,6 +236,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             card = export.model_card(model)
+            try:
+                args.metadata_vector = metadata_vector(card, given)
+            except encoding.MetadataError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         else:
             model = card = None  # nothing to classify: the model is not even loaded
         try:
@@ -214,7 +261,8 @@ def predict_one(model, card: dict | None, path: str, problem: str | None, args: 
     try:
         if problem:
             raise ImageError(problem)
-        probabilities = classify(model, read_image(path), card["classes"], tta=args.tta)
+        probabilities = classify(model, read_image(path), card["classes"], tta=args.tta,
+                                 metadata=getattr(args, "metadata_vector", None))
     except Exception as error:  # one bad image must not cost the others their results
         message = str(error) if isinstance(error, ImageError) else \
             f"'{path}': cannot be classified ({type(error).__name__}: {error})"

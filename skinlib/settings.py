@@ -135,6 +135,17 @@ def _tta(value, step):
     return value
 
 
+def _metadata(value, step):
+    if value is None:
+        return None
+    from skinlib.data import encoding
+
+    try:
+        return encoding.check_fields(value)
+    except encoding.MetadataError as error:
+        raise ValueError(f"{error} (None: image only)") from None
+
+
 def _flag(value, step):
     if not isinstance(value, bool):
         raise ValueError("give True or False")
@@ -189,6 +200,8 @@ class Settings:
     batch_size: int | None = parameter(None, "None: the study's", _batch_size)
     weights: str | None = parameter("imagenet", "'imagenet', None (random) or a weights file", _weights)
     tta: Any = parameter(None, "test-time augmentation: None, True, 'flips' or 'd4'", _tta)
+    metadata: tuple[str, ...] | None = parameter(None, "fused with the image: None (image only) or fields, e.g. "
+                                                 "['age', 'sex', 'localization']", _metadata)
     out_dir: Path | None = parameter("../outputs/manual", "models, records, figures and training files", _folder)
     resume: bool = parameter(False, "continue an interrupted run from out_dir's training checkpoints", _flag)
     eager: bool = parameter(False, "run Keras eagerly (fast start for tiny smoke runs)", _flag)
@@ -240,6 +253,11 @@ class Settings:
         from skinlib import outputs
 
         return outputs.RunFolder(self.out_dir, self.number)
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """``models.build``'s keyword arguments that these settings decide (weights, preprocessing, metadata, seed)."""
+        return {"weights": self.weights, "preprocess": self.preprocess, "metadata": self.metadata, "seed": self.seed}
 
     @property
     def fit_options(self) -> dict[str, Any]:

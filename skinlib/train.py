@@ -42,7 +42,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from skinlib import CLASSES, models, recipes
+from skinlib import CLASSES, fusion, models, recipes
 from skinlib.errors import SkinlibError
 from skinlib.recipes import Recipe
 
@@ -96,11 +96,12 @@ class Data:
 
 
 class BalancedBatches(keras.utils.PyDataset):
-    """Batches drawn with equal class probability (with replacement), one-hot labels: ``balance="sampling"``."""
+    """Batches drawn with equal class probability (with replacement), one-hot labels: ``balance="sampling"``.
+    With ``metadata`` (N, width) vectors, a batch is ``({"image": x, "metadata": m}, y)``."""
 
-    def __init__(self, x, y, batch_size: int, seed: int = 0, **kwargs):
+    def __init__(self, x, y, batch_size: int, seed: int = 0, metadata=None, **kwargs):
         super().__init__(**kwargs)
-        self.x, self.batch_size = x, int(batch_size)
+        self.x, self.batch_size, self.metadata = x, int(batch_size), metadata
         self.onehot = keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
         self.rng = np.random.default_rng(seed)
         counts = np.bincount(y, minlength=NUM_CLASSES)
@@ -113,7 +114,9 @@ class BalancedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        return self.x[rows], self.onehot[rows]
+        if self.metadata is None:
+            return self.x[rows], self.onehot[rows]
+        return {fusion.IMAGE_INPUT: self.x[rows], fusion.METADATA_INPUT: self.metadata[rows]}, self.onehot[rows]
 
     def on_epoch_end(self):
         self.order = self.rng.choice(len(self.x), size=len(self.x), replace=True, p=self.probabilities)
@@ -190,7 +193,7 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         out_dir: str | Path | None = None, history: pd.DataFrame | None = None, seed: int = 0,
         resume: bool = False, class_weight: dict | str | None = None, run_eagerly: bool = False,
         mixed_precision: bool = False, strategy=None, callbacks: list | None = None,
-        verbose: int | str = "auto") -> pd.DataFrame:
+        verbose: int | str = "auto", metadata=None) -> pd.DataFrame:
     """Trains ``model`` in place for one stage; returns ``history`` with this stage's epochs appended.
 
     Args:
@@ -215,11 +218,15 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         strategy: a ``tf.distribute`` strategy; build the model inside ``with strategy.scope():``.
         callbacks: extra Keras callbacks, called after skinlib's own.
         verbose: Keras' (``"auto"``, 0, 1, 2) or ``"tqdm"`` (one bar per stage, ``tqdm.keras.TqdmCallback``).
+        metadata: for a model built with ``metadata=fields``, ``{"train": vectors, "val": vectors}``
+            (``data.metadata_vectors(parts, fields)``, rows as the images'); None (or zero-width vectors) for
+            an image-only model. Augmentation changes the images only.
     """
     recipe = recipes.get(recipe)
     stage = recipe.apply(stage)
     _check_trainable(model, stage)
-    data = Data.from_any(data).checked(model.input_shape[1:])
+    data = Data.from_any(data).checked(model.inputs[0].shape[1:])
+    vectors = fusion.part_vectors(model, metadata, {"train": len(data.train[0]), "val": len(data.val[0])})
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise TrainError(f"batch_size={batch_size!r}: give a positive int (the study's is study.get(...).batch_size)")
     if resume and out_dir is None:
@@ -256,8 +263,11 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
             from tqdm.keras import TqdmCallback
 
             stage_callbacks.append(TqdmCallback(epochs=stage.epochs, verbose=0, desc=f"stage {number} ({stage.layers})"))
-        training_model.fit(**_training_inputs(data, batch_size, seed + number, class_weight, recipe),
-                           validation_data=(data.val[0], _onehot(data.val[1])), validation_batch_size=batch_size,
+        training_model.fit(**_training_inputs(data, batch_size, seed + number, class_weight, recipe,
+                                              vectors["train"]),
+                           validation_data=(fusion.inputs(model, data.val[0], vectors["val"]),
+                                            _onehot(data.val[1])),
+                           validation_batch_size=batch_size,
                            epochs=stage.epochs, callbacks=stage_callbacks + list(callbacks or []),
                            verbose=0 if verbose == "tqdm" else verbose)
         if recipe.restore_best and (folder / "best.weights.h5").is_file():
@@ -286,9 +296,10 @@ def _training_model(model, augmentation, stage, recipe: Recipe, run_eagerly: boo
         return previous[0]
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
-        inputs = keras.Input(shape=model.input_shape[1:], name="image")
-        augmented = augmentation(inputs) if augmentation is not None else inputs
-        training_model = keras.Model(inputs, model(augmented), name=f"{model.name}_training")
+        image, *others = [keras.Input(shape=tensor.shape[1:], name=tensor.name) for tensor in model.inputs]
+        augmented = augmentation(image) if augmentation is not None else image
+        outputs = model([augmented, *others] if others else augmented)
+        training_model = keras.Model([image, *others] if others else image, outputs, name=f"{model.name}_training")
         training_model.compile(optimizer=recipe.make_optimizer(stage),
                                loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
                                metrics=["accuracy", BalancedAccuracy()], run_eagerly=run_eagerly)
@@ -343,18 +354,20 @@ def schedule_callbacks(stage, recipe: Recipe) -> list:
     return found
 
 
-def _training_inputs(data: Data, batch_size: int, seed: int, class_weight, recipe: Recipe) -> dict:
+def _training_inputs(data: Data, batch_size: int, seed: int, class_weight, recipe: Recipe,
+                     vectors=None) -> dict:
     """``fit`` arguments for the training set: NumPy arrays with Keras' own shuffling (about 1.6x faster under
     TensorFlow than a PyDataset, bench/train_throughput.py), or :class:`BalancedBatches` for sampling."""
     x, y = data.train
     if recipe.balance == "sampling" and class_weight is None:
-        return {"x": BalancedBatches(x, y, batch_size, seed=seed)}
+        return {"x": BalancedBatches(x, y, batch_size, seed=seed, metadata=vectors)}
     if class_weight is None and recipe.balance == "class_weight":
         class_weight = "balanced"
     if class_weight == "balanced":
         class_weight = balanced_class_weight(y)
     elif class_weight is not None and not isinstance(class_weight, dict):
         raise TrainError(f"class_weight must be None, 'balanced' or a dict {{class index: weight}}, got {class_weight!r}")
+    x = x if vectors is None else {fusion.IMAGE_INPUT: x, fusion.METADATA_INPUT: vectors}
     return {"x": x, "y": _onehot(y), "batch_size": batch_size, "shuffle": True,
             "class_weight": None if class_weight is None else {int(k): float(v) for k, v in class_weight.items()}}
 

@@ -160,6 +160,29 @@ def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data
     assert mixed.returncode != 0 and "expected the protocols study and study_deleaked" in mixed.stderr
 
 
+def test_metadata_worth_compares_image_only_and_fused_on_the_same_test_images(synthetic_data, tmp_path):
+    import json
+
+    from skinlib import export, models
+
+    for name, fields in (("image", None), ("fused", ["age", "sex"])):
+        folder = tmp_path / name
+        (folder / "results").mkdir(parents=True)
+        (folder / "models").mkdir()
+        parameters = {"protocol": "grouped", "seed": 0, "val_size": 0.2, "subset": None, "image_size": [16, 16],
+                      "merged_duplicates": False, "tta": None, "metadata": fields}
+        (folder / "results" / "02_baseline_cnn.json").write_text(json.dumps({"parameters": parameters}))
+        model = models.build("baseline", (16, 16, 3), weights=None, preprocess="unit", seed=0, metadata=fields)
+        export.export(model, folder / "models" / "02_baseline_cnn.keras")
+    output = run_script("bench/metadata_worth.py", str(tmp_path / "image"), str(tmp_path / "fused"),
+                        "--data", str(synthetic_data))
+    assert output.count("test images") == 1 and "balanced_accuracy_gain: " in output
+    swapped = subprocess.run([sys.executable, "bench/metadata_worth.py", str(tmp_path / "fused"),
+                              str(tmp_path / "image"), "--data", str(synthetic_data)], cwd=PROJECT,
+                             capture_output=True, text=True)
+    assert swapped.returncode != 0 and "expected" in swapped.stderr and "without metadata" in swapped.stderr
+
+
 def test_source_probe_on_a_subset(real_data):
     output = run_script("bench/source_probe.py", "--subset", "200", "--size", "24", "32", "--data", str(real_data),
                         "--images", "images_200x150")
