@@ -20,7 +20,6 @@ the same way before it starts a kernel.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -31,8 +30,8 @@ from skinlib import recipes, study
 from skinlib.errors import SkinlibError
 from skinlib.recipes import Recipe
 
-MIN_SUBSET = 100
-"""The smallest ``subset``: with 10 % test and validation parts, smaller ones leave classes out of a part."""
+from skinlib import parameter_checks as checks
+from skinlib.parameter_checks import MIN_SUBSET  # noqa: F401  (settings.MIN_SUBSET)
 
 
 class SettingsError(SkinlibError, ValueError):
@@ -45,167 +44,33 @@ def parameter(default: Any, help: str, check: Callable | None = None) -> Any:
     return field(default=default, metadata={"parameter": True, "help": help, "check": check})
 
 
-def _integer(value, minimum: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"give {what} (an int >= {minimum})")
-    return int(value)
-
-
-def _seed(value, step):
-    return _integer(value, 0, "a whole number")
-
-
-def _protocol(value, step):
-    from skinlib.data.splits import PROTOCOLS
-
-    if value not in PROTOCOLS:
-        raise ValueError(f"accepted values: {', '.join(PROTOCOLS)}")
-    return value
-
-
-def _folds(value, step):
-    return None if value is None else _integer(value, 2, "None (one split) or the number of folds")
-
-
-def _fold(value, step):
-    return None if value is None else _integer(value, 0, "None (one split) or the test fold")
-
-
-def _fold_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The parameter and the reason when ``folds`` and ``fold`` do not fit together or with the protocol."""
-    folds, fold = values["folds"], values["fold"]
-    if folds is None:
-        return None if fold is None else ("fold", "needs folds (the number of folds, e.g. folds=5)")
-    if values["protocol"] != "grouped":
-        return "folds", f"lesion-grouped cross-validation needs protocol='grouped', not {values['protocol']!r}"
-    if fold is None or fold >= folds:
-        return "fold", f"give the test fold, an int from 0 to {folds - 1}"
-    return None
-
-
-def _val_size(value, step):
-    if value is None:
-        return step.val_size
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-        raise ValueError("give None (the study's) or a share between 0 and 1, e.g. 0.1")
-    return float(value)
-
-
-def _subset(value, step):
-    return None if value is None else _integer(value, MIN_SUBSET, "None (every image) or a subset size")
-
-
-def _image_size(value, step):
-    if value is None:
-        return step.image_size
-    from skinlib import backbones
-
-    minimum = backbones.get(step.model).min_size if step.model else 1
-    form = f"give None (the study's{'' if step.image_size is None else f', {list(step.image_size)}'}) or [height, width]"
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(form)
-    try:
-        size = tuple(_integer(v, minimum, "two whole numbers") for v in value)
-    except ValueError:
-        raise ValueError(f"{form}, each a whole number >= {minimum} for {step.model or 'this notebook'}") from None
-    return size
-
-
-def _epochs(value, step):
-    return None if value is None else _integer(value, 1, "None (the study's epochs per stage) or epochs per stage")
-
-
-def _batch_size(value, step):
-    if value is None:
-        return step.batch_size
-    return _integer(value, 1, f"None (the study's, {step.batch_size}) or a batch size")
-
-
-def _weights(value, step):
-    if value is not None and value != "imagenet" and not isinstance(value, (str, Path)):
-        raise ValueError("give 'imagenet', None (random) or the path of a weights file")
-    return value
-
-
-def _tta(value, step):
-    from skinlib.evaluate import TTA_MODES
-
-    if value not in (None, True, False, *TTA_MODES):
-        raise ValueError(f"accepted values: None, True, {', '.join(map(repr, TTA_MODES))}")
-    return value
-
-
-def _metadata(value, step):
-    if value is None:
-        return None
-    from skinlib.data import encoding
-
-    try:
-        return encoding.check_fields(value)
-    except encoding.MetadataError as error:
-        raise ValueError(f"{error} (None: image only)") from None
-
-
-def _flag(value, step):
-    if not isinstance(value, bool):
-        raise ValueError("give True or False")
-    return value
-
-
-def _folder(value, step):
-    if value is not None and not isinstance(value, (str, Path)):
-        raise ValueError("give a folder path")
-    return None if value is None else Path(value)
-
-
-def _members(value, step):
-    if not step.members:
-        return tuple(value or ())
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"give a list of notebook numbers, e.g. {list(step.members)}")
-    try:
-        found = tuple(study.get(str(v)).number for v in value)
-    except KeyError as error:
-        raise ValueError(str(error.args[0])) from None
-    if len(found) < 2 or any(study.get(n).model is None for n in found):
-        raise ValueError(f"give two or more training notebooks, e.g. {list(step.members)}")
-    return found
-
-
-def _recipe(value, step):
-    try:
-        return recipes.get(value)
-    except recipes.RecipeError as error:
-        raise ValueError(str(error)) from None
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every resolved setting of one notebook's run. Make it with :func:`resolve`; it never changes after."""
 
     step: study.Step
-    data_dir: Path | None = parameter(None, "HAM10000 folder; None: $SKINLIB_DATA, else ../data/ham10000", _folder)
+    data_dir: Path | None = parameter(None, "HAM10000 folder; None: $SKINLIB_DATA, else data/ham10000", checks.folder)
     images: str | None = parameter(None, "image folder inside data_dir; None: the official folders, else images*")
-    isic2018_dir: Path | None = parameter(None, "ISIC 2018 Task 3 test folder; None: no external test", _folder)
-    protocol: str = parameter("study", "the split: 'study', 'grouped' or 'study_deleaked'", _protocol)
-    seed: int = parameter(0, "random seed of the split, the subset, the augmentation and the training", _seed)
-    folds: int | None = parameter(None, "None: one split; K: lesion-grouped K-fold cross-validation", _folds)
-    fold: int | None = parameter(None, "the test fold (0 .. folds-1) of the cross-validation", _fold)
-    recipe: Recipe = parameter("study", "'study' or 'corrected' (skinlib.recipes)", _recipe)
-    val_size: float | None = parameter(None, "validation share; None: the study's", _val_size)
-    subset: int | None = parameter(None, "None: every image; an int: a class-stratified subset", _subset)
-    image_size: tuple[int, int] | None = parameter(None, "[height, width]; None: the study's", _image_size)
+    isic2018_dir: Path | None = parameter(None, "ISIC 2018 Task 3 test folder; None: no external test", checks.folder)
+    protocol: str = parameter("study", "the split: 'study', 'grouped' or 'study_deleaked'", checks.protocol)
+    seed: int = parameter(0, "random seed of the split, the subset, the augmentation and the training", checks.seed)
+    folds: int | None = parameter(None, "None: one split; K: lesion-grouped K-fold cross-validation", checks.folds)
+    fold: int | None = parameter(None, "the test fold (0 .. folds-1) of the cross-validation", checks.fold)
+    recipe: Recipe = parameter("study", "'study' or 'corrected' (skinlib.recipes)", checks.recipe)
+    val_size: float | None = parameter(None, "validation share; None: the study's", checks.val_size)
+    subset: int | None = parameter(None, "None: every image; an int: a class-stratified subset", checks.subset)
+    image_size: tuple[int, int] | None = parameter(None, "[height, width]; None: the study's", checks.image_size)
     epochs: int | None = parameter(None, "None: the study's epochs per stage; an int: that many in every stage",
-                                   _epochs)
-    batch_size: int | None = parameter(None, "None: the study's", _batch_size)
-    weights: str | None = parameter("imagenet", "'imagenet', None (random) or a weights file", _weights)
-    tta: Any = parameter(None, "test-time augmentation: None, True, 'flips' or 'd4'", _tta)
+                                   checks.epochs)
+    batch_size: int | None = parameter(None, "None: the study's", checks.batch_size)
+    weights: str | None = parameter("imagenet", "'imagenet', None (random) or a weights file", checks.weights)
+    tta: Any = parameter(None, "test-time augmentation: None, True, 'flips' or 'd4'", checks.tta)
     metadata: tuple[str, ...] | None = parameter(None, "fused with the image: None (image only) or fields, e.g. "
-                                                 "['age', 'sex', 'localization']", _metadata)
-    out_dir: Path | None = parameter("../outputs/manual", "models, records, figures and training files", _folder)
-    resume: bool = parameter(False, "continue an interrupted run from out_dir's training checkpoints", _flag)
-    eager: bool = parameter(False, "run Keras eagerly (fast start for tiny smoke runs)", _flag)
-    members: tuple[str, ...] = parameter((), "the ensemble's notebooks (09)", _members)
+                                                 "['age', 'sex', 'localization']", checks.metadata)
+    out_dir: Path | None = parameter("../outputs/manual", "models, records, figures and training files", checks.folder)
+    resume: bool = parameter(False, "continue an interrupted run from out_dir's training checkpoints", checks.flag)
+    eager: bool = parameter(False, "run Keras eagerly (fast start for tiny smoke runs)", checks.flag)
+    members: tuple[str, ...] = parameter((), "the ensemble's notebooks (09)", checks.members)
     merged_duplicates: bool | None = None  # resolved: near-duplicate lesions merged (every protocol but the study's)
     started: str | None = None  # resolved: when the run started
     given: frozenset = field(default=frozenset(), compare=False, repr=False)  # the parameters the notebook passed
@@ -364,7 +229,7 @@ def resolve(step: "str | study.Step", parameters: Mapping[str, Any]) -> Settings
             values[name] = check(value, row) if check is not None else value
         except (ValueError, TypeError) as error:
             raise SettingsError(f"parameter {name}={value!r} of {row.notebook}: {error}") from None
-    problem = _fold_problem(values)
+    problem = checks.fold_problem(values)
     if problem:
         name, reason = problem
         raise SettingsError(f"parameter {name}={values[name]!r} of {row.notebook}: {reason}")
