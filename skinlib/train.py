@@ -30,7 +30,6 @@ finished stages and continues the running one from its last finished epoch, with
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 import tempfile
 import warnings
@@ -45,6 +44,7 @@ import pandas as pd
 from skinlib import CLASSES, fusion, models, recipes
 from skinlib.errors import SkinlibError
 from skinlib.recipes import Recipe
+from skinlib.sampling import BalancedBatches, balanced_class_weight  # noqa: F401  (train.BalancedBatches)
 
 HISTORY_COLUMNS = ("epoch", "stage", "layers", "stage_epoch", "loss", "accuracy", "balanced_accuracy", "val_loss",
                    "val_accuracy", "val_balanced_accuracy", "lr")
@@ -93,41 +93,6 @@ class Data:
                 raise TrainError(f"data[{part!r}] labels must be ints in 0..{NUM_CLASSES - 1} (indices into skinlib.CLASSES)")
             parts[part] = (x, y.astype("int32"))
         return Data(**parts)
-
-
-class BalancedBatches(keras.utils.PyDataset):
-    """Batches drawn with equal class probability (with replacement), one-hot labels: ``balance="sampling"``.
-    With ``metadata`` (N, width) vectors, a batch is ``({"image": x, "metadata": m}, y)``."""
-
-    def __init__(self, x, y, batch_size: int, seed: int = 0, metadata=None, **kwargs):
-        super().__init__(**kwargs)
-        self.x, self.batch_size, self.metadata = x, int(batch_size), metadata
-        self.onehot = keras.utils.to_categorical(y, NUM_CLASSES).astype("float32")
-        self.rng = np.random.default_rng(seed)
-        counts = np.bincount(y, minlength=NUM_CLASSES)
-        self.probabilities = 1.0 / counts[y]
-        self.probabilities /= self.probabilities.sum()
-        self.on_epoch_end()
-
-    def __len__(self):
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, index):
-        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        if self.metadata is None:
-            return self.x[rows], self.onehot[rows]
-        return {fusion.IMAGE_INPUT: self.x[rows], fusion.METADATA_INPUT: self.metadata[rows]}, self.onehot[rows]
-
-    def on_epoch_end(self):
-        self.order = self.rng.choice(len(self.x), size=len(self.x), replace=True, p=self.probabilities)
-
-
-def balanced_class_weight(y) -> dict[int, float]:
-    """scikit-learn's "balanced" weights n / (k * count) for the classes present in ``y``."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    present = np.unique(y)
-    return {int(c): float(w) for c, w in zip(present, compute_class_weight("balanced", classes=present, y=y))}
 
 
 @keras.saving.register_keras_serializable(package="skinlib")
