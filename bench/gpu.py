@@ -227,7 +227,7 @@ def run(args) -> bool:
             available.append(framework)
     results: dict[tuple[str, str], dict] = {}
     for backbone in args.backbones:
-        size = tuple(args.size) if args.size else study_size(backbone)
+        size = tuple(args.size) if args.size else (smallest_size(backbone) if args.dry_run else study_size(backbone))
         for framework in available:
             command = ["bench/gpu.py", "--worker", framework, "--backbone", backbone,
                        "--size", *map(str, size), "--batch-size", str(args.batch_size),
@@ -255,6 +255,14 @@ def failure_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or "error" in line]
     return (errors or lines or ["failed"])[-1][:200]
+
+
+def smallest_size(backbone: str) -> tuple[int, int]:
+    """A dry run's input: 32x32, or the smallest the backbone accepts (75x75 for the Inception networks)."""
+    from skinlib import backbones
+
+    side = max(32, backbones.get(backbone).min_size)
+    return side, side
 
 
 def study_size(backbone: str) -> tuple[int, int]:
@@ -342,7 +350,6 @@ def main(argv=None) -> int:
     if args.dry_run:
         if args.backbones == list(STUDY_BACKBONES):
             args.backbones = ["baseline"]
-        args.size = args.size or (32, 32)
         args.batch_size, args.warmup_steps, args.steps = 2, 1, 2
     return 0 if run(args) else 1
 

@@ -34,15 +34,15 @@ echo "bench exit $?" >> "$OUT/gpu_bench.log"
 SAMPLER=$!
 DATA=.gpu_data/ham10000; [ -d "$DATA" ] || DATA=../shared/data/ham10000
 if [ -n "$DRY" ]; then
-  ARGS=(--profile smoke -p subset=240)
+  ARGS=(--profile smoke -p subset=240); LIMIT=900   # JAX on a CPU, eager: slow, but the same calls
 else
-  ARGS=(--profile full -p weights=None -p epochs=2)
+  ARGS=(--profile full -p weights=None -p epochs=2); LIMIT=240
 fi
-timeout 240 "$PY" run_all.py "${ARGS[@]}" --protocol grouped --only 08 --data "$DATA" --images images_200x150 \
+timeout $LIMIT "$PY" run_all.py "${ARGS[@]}" --protocol grouped --only 08 --data "$DATA" --images images_200x150 \
   --out "$OUT/run08" --no-progress > "$OUT/run08.log" 2>&1
 echo "run_all exit $?" >> "$OUT/run08.log"
 kill $SAMPLER 2>/dev/null
 sort -n "$OUT/memory_used_mib.txt" | tail -1 | sed 's/^/peak GPU memory (MiB): /' >> "$OUT/run08.log"
 cp "$OUT/run08/results/08_retrain_densenet201.json" "$OUT/record08.json" 2>/dev/null || true
 cp "$OUT/run08/training/08_retrain_densenet201/stage2_all/history.csv" "$OUT/history08.csv" 2>/dev/null || true
-tail -5 "$OUT/gpu_bench.log" "$OUT/run08.log"
+tail -n 5 "$OUT/gpu_bench.log" "$OUT/run08.log"
