@@ -66,7 +66,7 @@ def check_same_test_set(folders: dict[str, Path], notebook: str) -> dict:
     same = (*(key for key in settings.SPLIT_KEYS if key not in ("protocol", "merged_duplicates")), "image_size")
     leaky = parameters["leaky"]
     for name, other in parameters.items():
-        if any(leaky[key] != other[key] for key in same):
+        if any(leaky.get(key) != other.get(key) for key in same):
             raise SystemExit(f"{folders['leaky']} and {folders[name]} differ in {', '.join(same)}: not the same "
                              f"test set")
     return leaky

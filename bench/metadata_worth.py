@@ -44,7 +44,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"expected {plain_folder} without metadata and {fused_folder} with, got "
                              f"{plain.get('metadata')} and {fused.get('metadata')}")
         same = (*settings.SPLIT_KEYS, "image_size")
-        if any(plain[key] != fused[key] for key in same):
+        if any(plain.get(key) != fused.get(key) for key in same):
             raise SystemExit(f"{plain_folder} and {fused_folder} differ in {', '.join(same)}: not the same test set")
         test = rebuilt_test(meta, plain)
         images_test = data.load_images(test, size=tuple(plain["image_size"]))

@@ -304,9 +304,15 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
     process = subprocess.Popen(command, cwd=PROJECT, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     deadline = time.monotonic() + 120
     executed = tmp_path / "notebooks" / "02_baseline_cnn.ipynb"
-    while time.monotonic() < deadline and not executed.is_file():  # papermill writes the copy as cells run
+    def running_cells() -> bool:  # papermill writes the copy as cells run: wait until the kernel runs cells
+        try:
+            return any(c.get("execution_count") for c in nbformat.read(executed, as_version=4).cells)
+        except Exception:  # not written yet, or half written
+            return False
+
+    while time.monotonic() < deadline and not running_cells():
         time.sleep(0.2)
-    time.sleep(2)
+    time.sleep(1)
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 130, stderr[-3000:]
