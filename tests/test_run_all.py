@@ -301,7 +301,10 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
 
     command = [sys.executable, str(RUN_ALL), "--no-progress", "--profile", "smoke", "--data", str(synthetic_data),
                "--only", "02,03", "--out", str(tmp_path)]
-    process = subprocess.Popen(command, cwd=PROJECT, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    # A job started in the background by a non-interactive shell (`.ci/run &`) inherits SIGINT ignored; a terminal's
+    # Ctrl-C is what this test stands for, so the child gets the default disposition back.
+    process = subprocess.Popen(command, cwd=PROJECT, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     executed = tmp_path / "notebooks" / "02_baseline_cnn.ipynb"
     def running_cells() -> bool:  # papermill writes the copy as cells run: wait until the kernel runs cells
