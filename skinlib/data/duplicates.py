@@ -39,11 +39,11 @@ __all__ = ["DUPLICATE_THRESHOLD", "INLIER_THRESHOLD", "PAIR_COLUMNS", "find_dupl
 
 INLIER_THRESHOLD = 10
 """Inlier matches from which a pair counts as a re-take. Measured on all 10,015 HAM10000 images at 200x150
-(``python bench/duplicates.py``, bench/README.md): of 411,563 candidate pairs, 1,878 reach it, 97 % of them filed
-under one lesion by the metadata (a lower bound on precision: some of the 54 others are one lesion filed twice);
-cross-lesion candidates have a median of 0 inliers, 99th percentile 4, 99.9th 6. At 8: 73 cross-lesion pairs
-(precision 0.96); at 6: 614 (0.76)."""
-CACHE_FORMAT = 2  # bump when the search changes, so older result caches are not reused
+(``python bench/duplicates.py``, bench/README.md): of 408,433 candidate pairs, 2,158 reach it, 97 % of them filed
+under one lesion by the metadata (a lower bound on precision: some of the 65 others are one lesion filed twice);
+cross-lesion candidates have a median of 0 inliers, 99th percentile 4, 99.9th 6. At 8: 112 cross-lesion pairs
+(precision 0.95); at 6: 725 (0.75)."""
+CACHE_FORMAT = 3  # bump when the search changes, so older result caches are not reused
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "lesion_id_a", "lesion_id_b", "dx_a", "dx_b", "similarity",
                 "inliers", "same_lesion")
 RESULT_ARRAYS = ("a", "b", "similarity", "inliers", "copy_candidate")

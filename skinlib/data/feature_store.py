@@ -18,7 +18,7 @@ import numpy as np
 
 from skinlib.data.images import file_stat
 
-FORMAT = 1  # bump when the descriptors or the verification change, so older batches are not reused
+FORMAT = 2  # bump when the descriptors or the verification change, so older batches are not reused
 ARRAYS = ("lab", "hog", "embedding")  # fixed-size descriptors, one row per image
 RAGGED = ("points", "descriptors")  # SIFT keypoints: a variable number of rows per image
 

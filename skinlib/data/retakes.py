@@ -38,6 +38,7 @@ ZOOMS = (1.0, 1.15, 1.3, 1.5)  # central squares of side min(h, w) / zoom
 THUMB = 12  # Lab thumbnail: THUMB x THUMB x 3
 HOG_SIDE = 32  # HOG of a HOG_SIDE x HOG_SIDE grayscale image (cells of 8, blocks of 16, 9 orientations)
 MAX_KEYPOINTS = 300
+CONTRAST_THRESHOLD = 0.02  # SIFT's (default 0.04): dermoscopy is low-contrast; half finds re-takes' keypoints
 PCA_COMPONENTS = 96
 CANDIDATES = 15  # nearest others kept per image and per descriptor (from 1,500 images on)
 MIN_CANDIDATES = 5  # ... and at least this many (one per 100 images in between)
@@ -47,7 +48,7 @@ RATIO = 0.8  # Lowe's ratio test
 RANSAC_PIXELS = 4.0  # reprojection threshold (pixels at WORK_SIDE)
 MIN_MATCHES = 5  # fewer ratio-tested matches than this: no fit is tried (score 0)
 RANSAC_ITERATIONS = 500  # enough for a 2-point fit with 10 % inliers at 99.5 % confidence
-MAX_ZOOM = 2.0  # a fit zooming by more than this (or less than 1 / this) is not a re-take
+MAX_ZOOM = 4.0  # a fit zooming by more than this (or less than 1 / this) is not a re-take (re-takes reach ~3x)
 ROOT_SCALE = 255.0  # RootSIFT components (in [0, 1]) are stored as uint8 times this
 
 _HOG = cv2.HOGDescriptor((HOG_SIDE, HOG_SIDE), (16, 16), (8, 8), (8, 8), 9)
@@ -88,7 +89,7 @@ def describe(rgb: np.ndarray) -> dict[str, np.ndarray]:
                             cv2.COLOR_RGB2GRAY)
         hog.append(_HOG.compute(gray).ravel())
     gray = _CLAHE.apply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    keypoints, raw = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS).detectAndCompute(gray, None)
+    keypoints, raw = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS, contrastThreshold=CONTRAST_THRESHOLD).detectAndCompute(gray, None)
     if raw is None or not keypoints:
         points, descriptors = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
     else:
