@@ -10,7 +10,8 @@ Executed notebooks, figures, models and results land under ``outputs/<run>/`` (`
 ``notebooks/`` (executed copies, kept with the traceback when a cell fails), ``figures/``, ``models/``,
 ``results/`` (one JSON per notebook), and ``results.md`` / ``results.csv``: the study's results table with
 this run's numbers beside the study's. The exit status is 0 when every notebook ran, 1 when one failed,
-2 for a bad request or a missing dataset. The Keras backend is the environment's ``KERAS_BACKEND``.
+2 for a bad request or a missing dataset, 130 after Ctrl-C and 143 after SIGTERM (Slurm's wall-time limit or
+preemption), both of which mark the partial copy. The Keras backend is the environment's ``KERAS_BACKEND``.
 
 A sweep (several protocols, ``--folds``, a ``-p`` list such as ``-p 'recipe=study|corrected'``, or ``--workers``,
 ``--scheduler``, ``--cluster``) runs the cross product on Dask distributed, one notebook run per task, each into
@@ -122,6 +123,7 @@ def resolve_data(args: argparse.Namespace) -> tuple[Path, str | None] | None:
 
 
 def main(argv=None) -> int:
+    runner.stop_on_sigterm()  # SIGTERM (Slurm's wall-time limit, preemption, kill) is handled as Ctrl-C is
     args = parse_args(argv)
     download.configure_logging(verbose=args.verbose)
     if args.show_profiles:
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
         folder = out_dir if seed is None else out_dir / f"seed{seed}"
         status = run_once(args, steps, with_seed(overrides, seed), data_dir, images, protocol, folder)
         folders.append(folder)
-        if status in (2, 130):
+        if status in (2, 130, 143):
             return status
     if args.seeds:
         try:
@@ -211,10 +213,15 @@ def run_sweep(args, steps, overrides, axes, protocols, seeds, data_dir: Path, im
         console = runner.quiet_kernels(out_dir / "kernels.log")
     try:
         return campaign.run(args, tasks, out_dir, console)
-    except KeyboardInterrupt:
-        print(f"\nInterrupted: the same command into --out {out_dir} skips the complete runs and resumes the others.",
+    except KeyboardInterrupt as error:
+        print(f"Interrupted: the same command into --out {out_dir} skips the complete runs and resumes the others.",
               file=console, flush=True)
-        return 130
+        return exit_status(error)
+
+
+def exit_status(error: BaseException) -> int:
+    """130 after Ctrl-C, 143 after SIGTERM (128 + the signal's number, as a shell reports them)."""
+    return 143 if isinstance(error, runner.Terminated) else 130
 
 
 def with_seed(overrides, seed: int | None):
@@ -234,7 +241,7 @@ def run_values(args, data_dir: Path, images, out_dir: Path) -> dict:
 
 def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_dir: Path) -> int:
     """Runs the notebooks once into ``out_dir``; the exit status (0 ok, 1 a notebook failed, 2 bad request,
-    130 interrupted)."""
+    130 interrupted by Ctrl-C, 143 by SIGTERM)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         parameters = runner.plan_parameters(steps, args.profile, run_values(args, data_dir, images, out_dir), overrides)
@@ -260,10 +267,10 @@ def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_
         return 2
     interrupted = [o for o in outcomes if o.status == "interrupted"]
     if interrupted:
-        print(f"\nInterrupted: {interrupted[0].notebook} did not finish; its partial copy is {interrupted[0].executed}. "
-              f"Results so far: {md_path}", file=sys.stderr, flush=True)
+        print(f"\nInterrupted ({interrupted[0].error}): {interrupted[0].notebook} did not finish; its partial copy is "
+              f"{interrupted[0].executed}. Results so far: {md_path}", file=sys.stderr, flush=True)
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the dying kernel's asyncio noise at exit is not news
-        return 130
+        return 143 if interrupted[0].error == "SIGTERM" else 130
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"\nDone in {runner.format_interval(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
           f"{len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped. "
@@ -276,6 +283,6 @@ def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except KeyboardInterrupt:  # between notebooks, or before the first one started
+    except KeyboardInterrupt as stop:  # between notebooks, or before the first one started
         print("\nInterrupted before a notebook started: nothing was left half-written.", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(exit_status(stop))

@@ -15,7 +15,8 @@
 The dataset check and the download prompt are ``skinlib.download.prompt``.
 """
 
-from runner.execute import Outcome, RunError, execute, format_interval, mark_interrupted, quiet_kernels, run_notebooks
+from runner.execute import (Outcome, RunError, Terminated, execute, format_interval, mark_interrupted, quiet_kernels,
+                            run_notebooks, stop_on_sigterm)
 from runner.parameters import notebook_parameters, parse_overrides, parse_value, plan_parameters
 from runner.preflight import check_members, check_out_dir, check_parameters, cpu_warning, lock
 from runner.profiles import KERNEL, NOTEBOOKS_DIR, PROFILES, PROJECT, SMOKE, profile, profile_frame, select
@@ -24,5 +25,5 @@ from runner.results import RESULT_COLUMNS, collect, result_row, write_results, w
 __all__ = ["KERNEL", "NOTEBOOKS_DIR", "Outcome", "PROFILES", "PROJECT", "RESULT_COLUMNS", "RunError", "SMOKE",
            "check_members", "check_out_dir", "check_parameters", "lock", "collect", "cpu_warning", "execute", "format_interval",
            "mark_interrupted", "notebook_parameters", "parse_overrides", "parse_value", "plan_parameters", "profile",
-           "profile_frame", "quiet_kernels", "result_row", "run_notebooks", "select", "write_results",
+           "profile_frame", "quiet_kernels", "result_row", "run_notebooks", "select", "stop_on_sigterm", "Terminated", "write_results",
            "write_seed_summary"]

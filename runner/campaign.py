@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runner import grid, sweep
-from runner.execute import format_interval
+from runner.execute import format_interval, signal_name
 from runner.preflight import check_members, check_parameters
 from runner.profiles import RunError
 from runner.results import write_results
@@ -47,9 +47,15 @@ def run(args, tasks: Sequence[grid.Task], out_dir: Path, stream) -> int:
     workers = args.workers or (None if args.scheduler else max(1, sweep.gpu_count()))
     threads = args.threads or max(1, (os.cpu_count() or 1) // (workers or 1))
     started = time.perf_counter()
-    with sweep.connect(workers, args.scheduler, args.cluster, threads) as client:
-        outcomes = sweep.run_sweep(tasks, client, threads=threads, retries=args.retries, timeout=args.timeout,
-                                   stream=stream)
+    try:
+        with sweep.connect(workers, args.scheduler, args.cluster, threads) as client:
+            outcomes = sweep.run_sweep(tasks, client, threads=threads, retries=args.retries, timeout=args.timeout,
+                                       stream=stream)
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: the cluster is closed; mark what was cut short
+        marked = sweep.mark_unfinished(tasks, signal_name(error))
+        print(f"\nInterrupted ({signal_name(error)}): {len(marked)} run(s) cut short and marked"
+              + "".join(f"\n  {task.key}: {task.executed}" for task in marked), file=stream, flush=True)
+        raise
     wall = time.perf_counter() - started
     for folder, positions in sweep.folders_of(tasks).items():
         point = tasks[positions[0]].point

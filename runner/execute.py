@@ -2,12 +2,14 @@
 
 Each notebook runs in a fresh kernel with ``cwd`` set to the notebooks folder; the executed copy goes to
 ``<run>/notebooks/`` (kept, traceback included, when a cell fails). A failing cell is described from papermill's own
-error fields (``cell_index``, ``exec_count``, ``source``, ``ename``, ``evalue``); Ctrl-C marks the partial copy.
+error fields (``cell_index``, ``exec_count``, ``source``, ``ename``, ``evalue``); Ctrl-C marks the partial copy,
+and so does SIGTERM (what Slurm sends at the wall-time limit or on preemption) once :func:`stop_on_sigterm` is on.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +24,26 @@ from skinlib import study
 format_interval = tqdm.format_interval
 """``75.2`` -> ``'01:15'`` (tqdm's)."""
 
-__all__ = ["Outcome", "RunError", "execute", "format_interval", "mark_interrupted", "quiet_kernels", "run_notebooks"]
+__all__ = ["Outcome", "RunError", "Terminated", "execute", "format_interval", "mark_interrupted", "quiet_kernels",
+           "run_notebooks", "stop_on_sigterm"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by :func:`stop_on_sigterm`'s handler: everything that handles Ctrl-C
+    (a marked partial copy, the results so far, a clean exit) handles it too."""
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises :class:`Terminated` in the main thread (the exit status is then 143)."""
+    def terminated(signum, frame):
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
+def signal_name(error: BaseException | None) -> str:
+    """``"SIGTERM"`` for :class:`Terminated`, else ``"Ctrl-C"``."""
+    return "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
 
 
 @dataclass
@@ -36,14 +57,14 @@ class Outcome:
     cell: int | None = None  # 1-based position of the failing cell in the executed copy
     execution_count: int | None = None
     source: str | None = None  # first line of the failing cell
-    error: str | None = None  # "ValueError: message"
+    error: str | None = None  # "ValueError: message"; for "interrupted": "Ctrl-C" or "SIGTERM"
 
     def describe(self) -> str:
         """One line for the console (and the results table)."""
         if self.status == "ok":
             return f"ok in {format_interval(self.seconds)}"
         if self.status == "interrupted":
-            return f"INTERRUPTED (Ctrl-C) at cell {self.cell}: partial copy {self.executed}"
+            return f"INTERRUPTED ({self.error or 'Ctrl-C'}) at cell {self.cell}: partial copy {self.executed}"
         if self.status == "skipped":
             return f"skipped ({self.error})" if self.error else "skipped"
         where = f"cell {self.cell}" if self.cell else "a cell"
@@ -71,16 +92,16 @@ def execute(notebook: Path, executed: Path, parameters: Mapping[str, Any], *, cw
         cell = error.cell_index + 1 if isinstance(error.cell_index, int) else None
         return Outcome(name, "failed", time.perf_counter() - started, executed, cell, error.exec_count,
                        _first_line(error.source) or None, f"{error.ename}: {_first_line(error.evalue)}")
-    except KeyboardInterrupt:
-        cell = mark_interrupted(executed)
-        return Outcome(name, "interrupted", time.perf_counter() - started, executed, cell)
+    except KeyboardInterrupt as error:
+        cell = mark_interrupted(executed, signal_name(error))
+        return Outcome(name, "interrupted", time.perf_counter() - started, executed, cell, error=signal_name(error))
     except Exception as error:  # kernel died, timeout, missing kernel: still a failed notebook, named
         return Outcome(name, "failed", time.perf_counter() - started, executed, None, None, None,
                        f"{type(error).__name__}: {_first_line(str(error))}")
     return Outcome(name, "ok", time.perf_counter() - started, executed)
 
 
-def mark_interrupted(executed: Path) -> int | None:
+def mark_interrupted(executed: Path, how: str = "Ctrl-C") -> int | None:
     """Marks a partial executed copy as interrupted: papermill's status "interrupted" on the notebook, the cell
     that was running and the cells that never ran no longer "completed", and a banner first. Returns the 1-based
     position of the interrupted cell (None if no copy was written)."""
@@ -88,7 +109,10 @@ def mark_interrupted(executed: Path) -> int | None:
 
     if not executed.is_file():
         return None
-    notebook = nbformat.read(executed, as_version=4)
+    try:
+        notebook = nbformat.read(executed, as_version=4)
+    except Exception:  # cut short while papermill wrote it: left as it is (unfinished, so never taken as complete)
+        return None
     running = None
     for position, cell in enumerate(notebook.cells, start=1):
         meta = cell.metadata.setdefault("papermill", {})
@@ -98,8 +122,9 @@ def mark_interrupted(executed: Path) -> int | None:
         running = running or position
     notebook.metadata.setdefault("papermill", {}).update(status="interrupted", exception=True)
     banner = nbformat.v4.new_markdown_cell(
-        f"**Interrupted** (Ctrl-C) at cell {running}: it and the cells after it did not finish. Run the notebook "
-        "again (run_all.py into the same --out starts it cleanly; resume=True continues its training).")
+        f"**Interrupted** ({how}) at cell {running}: it and the cells after it did not finish. Run the notebook "
+        "again (run_all.py into the same --out starts it cleanly, `-p resume=True` continues its training; a sweep "
+        "rerun into the same --out resumes it).")
     banner.metadata["tags"] = ["skinlib-interrupted"]
     notebook.cells.insert(0, banner)
     nbformat.write(notebook, executed)
@@ -125,7 +150,8 @@ def _first_line(text: str, limit: int = 300) -> str:
 def run_notebooks(steps: Sequence[study.Step], parameters: Mapping[str, Mapping[str, Any]], out_dir: Path, *,
                   notebooks_dir: Path = NOTEBOOKS_DIR, keep_going: bool = False, progress: bool = True,
                   log_output: bool = False, timeout: float | None = None, stream=None) -> list[Outcome]:
-    """Run ``steps`` in order; stop at the first failure unless ``keep_going``, and at an interruption (Ctrl-C).
+    """Run ``steps`` in order; stop at the first failure unless ``keep_going``, and at an interruption (Ctrl-C or
+    SIGTERM).
     Prints progress to ``stream`` (default: ``sys.stderr`` at call time)."""
     stream = stream or sys.stderr
     outcomes: list[Outcome] = []

@@ -12,6 +12,8 @@ unfinished, it passes ``resume=True``, so training continues from its checkpoint
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from runner.execute import Outcome, execute, format_interval
+from runner.execute import Outcome, execute, format_interval, mark_interrupted
 from runner.grid import Task, executed_status, is_complete
 from runner.profiles import NOTEBOOKS_DIR, PROJECT, RunError
 
@@ -78,23 +80,33 @@ def run_task(task: Task, *members: Outcome, threads: int = 1, timeout: float | N
                    progress=False, timeout=timeout)
 
 
+@contextlib.contextmanager
 def connect(workers: int | None, scheduler: str | None, cluster: str | None, threads: int):
-    """A ``distributed.Client``: to ``scheduler``, to dask_jobqueue jobs of kind ``cluster``, or to a
-    LocalCluster of ``workers`` single-threaded processes."""
+    """A ``distributed.Client``, as a context: to ``scheduler``, to dask_jobqueue jobs of kind ``cluster``, or to a
+    LocalCluster of ``workers`` single-threaded processes. A cluster started here is closed on leaving (its workers
+    and their kernels stopped), also on Ctrl-C or SIGTERM."""
     from distributed import Client, LocalCluster
 
+    started = None
     if scheduler:
-        return Client(scheduler, timeout="30s")
-    if cluster:
+        client = Client(scheduler, timeout="30s")
+    elif cluster:
         import dask_jobqueue
 
         kind = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}[cluster]
-        jobs = getattr(dask_jobqueue, kind)(processes=1, worker_extra_args=["--resources", "GPU=1"])
-        jobs.scale(jobs=workers or 1)
-        return Client(jobs)
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=RESOURCES,
-                         dashboard_address="127.0.0.1:0", env={name: str(threads) for name in THREAD_VARIABLES})
-    return Client(local)
+        started = getattr(dask_jobqueue, kind)(processes=1, worker_extra_args=["--resources", "GPU=1"])
+        started.scale(jobs=workers or 1)
+        client = Client(started)
+    else:
+        started = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=RESOURCES,
+                               dashboard_address="127.0.0.1:0", env={name: str(threads) for name in THREAD_VARIABLES})
+        client = Client(started)
+    try:
+        yield client
+    finally:
+        client.close()
+        if started is not None:
+            started.close()
 
 
 def _asks_for_gpu(client) -> dict | None:
@@ -151,11 +163,18 @@ def check_request(workers: int | None, scheduler: str | None, cluster: str | Non
         raise RunError(f"--scheduler {scheduler!r}: give the scheduler's address, e.g. tcp://host:8786")
     if cluster and cluster not in CLUSTERS:
         raise RunError(f"--cluster {cluster!r}: accepted values: {', '.join(CLUSTERS)}")
-    if cluster:
-        try:
-            import dask_jobqueue  # noqa: F401
-        except ImportError:
-            raise RunError("--cluster needs dask-jobqueue: pip install dask-jobqueue") from None
+    if cluster and importlib.util.find_spec("dask_jobqueue") is None:
+        raise RunError("--cluster needs dask-jobqueue: pip install dask-jobqueue")
+
+
+def mark_unfinished(tasks: Sequence[Task], how: str) -> list[Task]:
+    """After an interrupted sweep (its cluster closed): marks the executed copy of each run that had started and not
+    finished as interrupted (``how``: "Ctrl-C" or "SIGTERM"); the rerun resumes those. Returns the tasks marked."""
+    marked = []
+    for task in tasks:
+        if executed_status(task) == "failed" and mark_interrupted(task.executed, how) is not None:
+            marked.append(task)
+    return marked
 
 
 def folders_of(tasks: Sequence[Task]) -> dict[Path, list[int]]:

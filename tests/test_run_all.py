@@ -319,7 +319,7 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 130, stderr[-3000:]
-    assert "Interrupted: 02_baseline_cnn did not finish; its partial copy is" in stderr
+    assert "Interrupted (Ctrl-C): 02_baseline_cnn did not finish; its partial copy is" in stderr
     assert "Traceback" not in stderr
     notebook = nbformat.read(executed, as_version=4)
     assert notebook.metadata["papermill"]["status"] == "interrupted"
@@ -334,6 +334,42 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
     rerun = nbformat.read(executed, as_version=4)
     assert not rerun.metadata["papermill"]["exception"] and "status" not in rerun.metadata["papermill"]
     assert not rerun.cells[0].source.startswith("**Interrupted**")
+
+
+def test_sigterm_marks_the_copy_exits_143_and_resume_completes_the_record(synthetic_data, tmp_path):
+    """SIGTERM (Slurm's wall-time limit or preemption) during notebook 02 is handled as Ctrl-C: the partial copy is
+    marked, the exit status is 143; the same command with resume=True then completes the record."""
+    import signal
+    import time
+
+    command = [sys.executable, str(RUN_ALL), "--no-progress", "--profile", "smoke", "--data", str(synthetic_data),
+               "--only", "02", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=PROJECT, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    executed = tmp_path / "notebooks" / "02_baseline_cnn.ipynb"
+
+    def running_cells() -> bool:
+        try:
+            return any(c.get("execution_count") for c in nbformat.read(executed, as_version=4).cells)
+        except Exception:
+            return False
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not running_cells():
+        time.sleep(0.2)
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 143, stderr[-3000:]
+    assert "Interrupted (SIGTERM): 02_baseline_cnn did not finish" in stderr and "Traceback" not in stderr
+    notebook = nbformat.read(executed, as_version=4)
+    assert notebook.metadata["papermill"]["status"] == "interrupted"
+    assert notebook.cells[0].source.startswith("**Interrupted** (SIGTERM)")
+
+    again = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "-p", "resume=True",
+                    "--out", str(tmp_path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "02_baseline_cnn.json").read_text())
+    assert record["parameters"]["resume"] is True and record["metrics"]
 
 
 def test_seed_summary_gives_mean_and_sd(tmp_path):
