@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         folder = out_dir if seed is None else out_dir / f"seed{seed}"
         status = run_once(args, steps, with_seed(overrides, seed), data_dir, images, protocol, folder)
         folders.append(folder)
-        if status in (2, 130, 143):
+        if status == 2 or status in runner.EXIT_STATUS.values():
             return status
     if args.seeds:
         try:
@@ -216,12 +216,7 @@ def run_sweep(args, steps, overrides, axes, protocols, seeds, data_dir: Path, im
     except KeyboardInterrupt as error:
         print(f"Interrupted: the same command into --out {out_dir} skips the complete runs and resumes the others.",
               file=console, flush=True)
-        return exit_status(error)
-
-
-def exit_status(error: BaseException) -> int:
-    """130 after Ctrl-C, 143 after SIGTERM (128 + the signal's number, as a shell reports them)."""
-    return 143 if isinstance(error, runner.Terminated) else 130
+        return runner.EXIT_STATUS[runner.signal_name(error)]
 
 
 def with_seed(overrides, seed: int | None):
@@ -270,7 +265,7 @@ def run_once(args, steps, overrides, data_dir: Path, images, protocol: str, out_
         print(f"\nInterrupted ({interrupted[0].error}): {interrupted[0].notebook} did not finish; its partial copy is "
               f"{interrupted[0].executed}. Results so far: {md_path}", file=sys.stderr, flush=True)
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the dying kernel's asyncio noise at exit is not news
-        return 143 if interrupted[0].error == "SIGTERM" else 130
+        return runner.EXIT_STATUS[interrupted[0].error]
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"\nDone in {runner.format_interval(wall)}: {sum(o.status == 'ok' for o in outcomes)} ok, "
           f"{len(failed)} failed, {sum(o.status == 'skipped' for o in outcomes)} skipped. "
@@ -285,4 +280,4 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt as stop:  # between notebooks, or before the first one started
         print("\nInterrupted before a notebook started: nothing was left half-written.", file=sys.stderr)
-        sys.exit(exit_status(stop))
+        sys.exit(runner.EXIT_STATUS[runner.signal_name(stop)])

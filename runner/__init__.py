@@ -15,15 +15,16 @@
 The dataset check and the download prompt are ``skinlib.download.prompt``.
 """
 
-from runner.execute import (Outcome, RunError, Terminated, execute, format_interval, mark_interrupted, quiet_kernels,
-                            run_notebooks, stop_on_sigterm)
+from runner.execute import (EXIT_STATUS, Outcome, RunError, Terminated, execute, format_interval,
+                            mark_interrupted, quiet_kernels, run_notebooks, signal_name, stop_on_sigterm)
 from runner.parameters import notebook_parameters, parse_overrides, parse_value, plan_parameters
 from runner.preflight import check_members, check_out_dir, check_parameters, cpu_warning, lock
 from runner.profiles import KERNEL, NOTEBOOKS_DIR, PROFILES, PROJECT, SMOKE, profile, profile_frame, select
 from runner.results import RESULT_COLUMNS, collect, result_row, write_results, write_seed_summary
 
-__all__ = ["KERNEL", "NOTEBOOKS_DIR", "Outcome", "PROFILES", "PROJECT", "RESULT_COLUMNS", "RunError", "SMOKE",
+__all__ = ["EXIT_STATUS", "KERNEL", "NOTEBOOKS_DIR", "Outcome",
+           "PROFILES", "PROJECT", "RESULT_COLUMNS", "RunError", "SMOKE",
            "check_members", "check_out_dir", "check_parameters", "lock", "collect", "cpu_warning", "execute", "format_interval",
            "mark_interrupted", "notebook_parameters", "parse_overrides", "parse_value", "plan_parameters", "profile",
-           "profile_frame", "quiet_kernels", "result_row", "run_notebooks", "select", "stop_on_sigterm", "Terminated", "write_results",
-           "write_seed_summary"]
+           "profile_frame", "quiet_kernels", "result_row", "run_notebooks", "select", "signal_name", "stop_on_sigterm",
+           "Terminated", "write_results", "write_seed_summary"]

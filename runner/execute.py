@@ -24,8 +24,8 @@ from skinlib import study
 format_interval = tqdm.format_interval
 """``75.2`` -> ``'01:15'`` (tqdm's)."""
 
-__all__ = ["Outcome", "RunError", "Terminated", "execute", "format_interval", "mark_interrupted", "quiet_kernels",
-           "run_notebooks", "stop_on_sigterm"]
+__all__ = ["EXIT_STATUS", "Outcome", "RunError", "Terminated", "execute", "format_interval", "mark_interrupted",
+           "quiet_kernels", "run_notebooks", "signal_name", "stop_on_sigterm"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -44,6 +44,11 @@ def stop_on_sigterm() -> None:
 def signal_name(error: BaseException | None) -> str:
     """``"SIGTERM"`` for :class:`Terminated`, else ``"Ctrl-C"``."""
     return "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+
+
+EXIT_STATUS = {"Ctrl-C": 130, "SIGTERM": 143}
+"""run_all.py's exit status after an interruption, by :func:`signal_name`: 128 + the signal's number, as a shell
+reports it."""
 
 
 @dataclass

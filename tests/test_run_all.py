@@ -293,11 +293,26 @@ def test_smoke_run_of_all_nine_notebooks(request, tmp_path):
 
 
 @pytest.mark.slow
+def wait_until_cells_run(executed: Path, timeout: float = 120) -> None:
+    """Returns once the kernel runs cells (papermill writes the copy as cells run), plus a second; a signal sent
+    during kernel start-up can be lost."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(c.get("execution_count") for c in nbformat.read(executed, as_version=4).cells):
+                break
+        except Exception:  # not written yet, or half written
+            pass
+        time.sleep(0.2)
+    time.sleep(1)
+
+
 def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synthetic_data, tmp_path):
     """A real SIGINT during notebook 02: one line on the console, the partial copy marked interrupted (cells that
     never ran are not 'completed'), results.md says what did not finish; the same command then runs it cleanly."""
     import signal
-    import time
 
     command = [sys.executable, str(RUN_ALL), "--no-progress", "--profile", "smoke", "--data", str(synthetic_data),
                "--only", "02,03", "--out", str(tmp_path)]
@@ -305,17 +320,8 @@ def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synth
     # Ctrl-C is what this test stands for, so the child gets the default disposition back.
     process = subprocess.Popen(command, cwd=PROJECT, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
     executed = tmp_path / "notebooks" / "02_baseline_cnn.ipynb"
-    def running_cells() -> bool:  # papermill writes the copy as cells run: wait until the kernel runs cells
-        try:
-            return any(c.get("execution_count") for c in nbformat.read(executed, as_version=4).cells)
-        except Exception:  # not written yet, or half written
-            return False
-
-    while time.monotonic() < deadline and not running_cells():
-        time.sleep(0.2)
-    time.sleep(1)
+    wait_until_cells_run(executed)
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 130, stderr[-3000:]
@@ -340,23 +346,12 @@ def test_sigterm_marks_the_copy_exits_143_and_resume_completes_the_record(synthe
     """SIGTERM (Slurm's wall-time limit or preemption) during notebook 02 is handled as Ctrl-C: the partial copy is
     marked, the exit status is 143; the same command with resume=True then completes the record."""
     import signal
-    import time
 
     command = [sys.executable, str(RUN_ALL), "--no-progress", "--profile", "smoke", "--data", str(synthetic_data),
                "--only", "02", "--out", str(tmp_path)]
     process = subprocess.Popen(command, cwd=PROJECT, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     executed = tmp_path / "notebooks" / "02_baseline_cnn.ipynb"
-
-    def running_cells() -> bool:
-        try:
-            return any(c.get("execution_count") for c in nbformat.read(executed, as_version=4).cells)
-        except Exception:
-            return False
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not running_cells():
-        time.sleep(0.2)
-    time.sleep(1)
+    wait_until_cells_run(executed)
     process.send_signal(signal.SIGTERM)
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 143, stderr[-3000:]
