@@ -165,6 +165,15 @@ def check_request(workers: int | None, scheduler: str | None, cluster: str | Non
         raise RunError(f"--cluster {cluster!r}: accepted values: {', '.join(CLUSTERS)}")
     if cluster and importlib.util.find_spec("dask_jobqueue") is None:
         raise RunError("--cluster needs dask-jobqueue: pip install dask-jobqueue")
+    if cluster:
+        import dask
+
+        unset = [key for key in ("cores", "memory") if dask.config.get(f"jobqueue.{cluster}.{key}", None) is None]
+        if unset:
+            raise RunError(f"--cluster {cluster}: jobqueue.{cluster}.{' and '.join(unset)} not set in the dask "
+                           f"configuration; write them to ~/.config/dask/jobqueue.yaml (or a file named by "
+                           f"DASK_CONFIG), e.g. jobqueue: {{{cluster}: {{cores: 8, memory: 64GB, "
+                           f"walltime: '24:00:00', job_extra_directives: ['--gres=gpu:1']}}}}")
 
 
 def mark_unfinished(tasks: Sequence[Task], how: str) -> list[Task]:

@@ -386,19 +386,6 @@ def test_seed_summary_gives_mean_and_sd(tmp_path):
     assert re.search(r"\| 02_baseline_cnn +\| 2 +\| 75.0 ± 7.1 +\|", md_path.read_text())
 
 
-@pytest.mark.slow
-def test_the_same_seed_gives_the_same_record(synthetic_data, tmp_path):
-    """Notebook 02's smoke run twice: identical records but for the clock."""
-    records = []
-    for name in ("first", "second"):
-        result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out",
-                         str(tmp_path / name))
-        assert result.returncode == 0, result.stderr[-3000:]
-        record = json.loads((tmp_path / name / "results" / "02_baseline_cnn.json").read_text())
-        records.append({k: v for k, v in record.items() if k not in ("started", "finished")})
-    assert records[0] == records[1]
-
-
 def test_a_full_run_without_a_gpu_says_what_it_asks_for(monkeypatch):
     import shutil
 

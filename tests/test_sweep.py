@@ -158,11 +158,55 @@ def test_a_bad_sweep_request_is_refused_before_any_work(synthetic_data, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(shutil.which("sinfo") is None, reason="no Slurm here (sinfo not found)")
+def idle_slurm_node() -> str | None:
+    """Why a Slurm sweep cannot run here (None when sinfo answers and reports an idle node)."""
+    if shutil.which("sinfo") is None:
+        return "no Slurm here (sinfo not found)"
+    try:
+        answer = subprocess.run(["sinfo", "--noheader", "--states=idle", "--format=%n"], capture_output=True,
+                                text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "sinfo does not answer (no slurmctld running)"
+    if answer.returncode != 0 or not answer.stdout.strip():
+        return f"no idle Slurm node (sinfo: {(answer.stderr or answer.stdout).strip()[:200] or 'none idle'})"
+    return None
+
+
+def test_a_slurm_request_without_cores_and_memory_is_refused_before_any_work(synthetic_data, tmp_path, capsys):
+    import dask
+
+    import run_all as command
+
+    pytest.importorskip("dask_jobqueue")
+    with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
+        status = command.main(["--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--out",
+                               str(tmp_path / "out"), "--no-progress", "--cluster", "slurm"])
+    error = capsys.readouterr().err
+    assert status == 2 and "jobqueue.slurm.cores and memory not set" in error and "jobqueue.yaml" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
 def test_a_slurm_sweep_is_submitted(synthetic_data, tmp_path):
+    """Two seeds as two Slurm jobs through dask_jobqueue, configured from a jobqueue.yaml as a user writes it."""
+    reason = idle_slurm_node()
+    if reason:
+        pytest.skip(reason)
+    config = tmp_path / "dask"
+    config.mkdir()
+    (config / "jobqueue.yaml").write_text(
+        "jobqueue:\n  slurm:\n    cores: 1\n    memory: 2GB\n    walltime: '00:15:00'\n"
+        f"    python: {sys.executable}\n    log-directory: {tmp_path / 'logs'}\n")
+    out = tmp_path / "out"
     result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--cluster", "slurm",
-                     "--workers", "1", "--out", str(tmp_path / "out"))
+                     "--workers", "2", "--threads", "1", "--seeds", "0,1", "--out", str(out),
+                     env={"DASK_CONFIG": str(config)})
     assert result.returncode == 0, result.stderr[-3000:]
+    for seed in (0, 1):
+        record = json.loads(next(out.glob(f"**/seed{seed}/results/02_baseline_cnn.json")).read_text())
+        assert record["parameters"]["seed"] == seed
+    logs = list((tmp_path / "logs").glob("*.err"))
+    assert logs and any("Registered to" in log.read_text() for log in logs), logs  # the workers ran as Slurm jobs
 
 
 def _record(folder: Path) -> dict:
@@ -183,7 +227,7 @@ def test_two_workers_run_the_seeds_as_each_alone_and_a_rerun_skips_them(syntheti
     one_thread = {name: "1" for name in sweep.THREAD_VARIABLES}  # as the sweep's kernels: the same float sums
     alone = run_all(*common, "-p", "seed=1", "--out", str(tmp_path / "alone"), env=one_thread)
     assert alone.returncode == 0, alone.stderr[-3000:]
-    assert _record(folders[1]) == _record(tmp_path / "alone")  # CPU smoke runs are deterministic
+    assert _record(folders[1]) == _record(tmp_path / "alone")  # deterministic: two processes, one seed, one record
     assert _record(folders[0])["metrics"] != _record(folders[1])["metrics"]
     again = run_all(*common, "--seeds", "0,1", "--workers", "2", "--out", str(out))
     assert again.returncode == 0 and "2 complete already, 0 to run" in again.stderr, again.stderr[-3000:]
