@@ -3,7 +3,7 @@
 ``--workers N`` starts a ``distributed.LocalCluster`` of N single-threaded worker processes (N defaults to the
 GPUs present, else 1), ``--scheduler tcp://host:8786`` joins a running cluster, ``--cluster slurm`` (pbs, sge,
 lsf) starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.config/dask/jobqueue.yaml``: queue,
-walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]``). Each worker advertises the
+walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]`` on Slurm, :data:`GPU_DIRECTIVE`). Each worker advertises the
 resource ``GPU=1`` and every task asks for it, so a worker runs one notebook at a time. 09 is submitted with its
 members' futures as arguments, so it starts after them. A failing notebook is an :class:`~runner.Outcome`, not an
 exception: the others go on. A task whose worker died is run again by Dask (``retries``); finding its executed copy
@@ -30,6 +30,9 @@ CLUSTERS = ("slurm", "pbs", "sge", "lsf")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS")
 RESOURCES = {"GPU": 1}
+GPU_DIRECTIVE = {"slurm": "'--gres=gpu:1'", "pbs": "'-l ngpus=1'", "sge": "'-l gpu=1'", "lsf": "'-gpu num=1'"}
+"""How a job of each ``--cluster`` kind asks its batch scheduler for one GPU, for the jobqueue.yaml example (sites
+differ: PBS Pro takes ngpus, SGE a site-defined complex such as gpu, LSF 10.1+ ``-gpu``)."""
 
 
 def gpu_count() -> int:
@@ -173,7 +176,8 @@ def check_request(workers: int | None, scheduler: str | None, cluster: str | Non
             raise RunError(f"--cluster {cluster}: jobqueue.{cluster}.{' and '.join(unset)} not set in the dask "
                            f"configuration; write them to ~/.config/dask/jobqueue.yaml (or a file named by "
                            f"DASK_CONFIG), e.g. jobqueue: {{{cluster}: {{cores: 8, memory: 64GB, "
-                           f"walltime: '24:00:00', job_extra_directives: ['--gres=gpu:1']}}}}")
+                           f"walltime: '24:00:00', job_extra_directives: [{GPU_DIRECTIVE[cluster]}]}}}} (one GPU per job; "
+                           f"your site's documentation gives its exact directive)")
 
 
 def mark_unfinished(tasks: Sequence[Task], how: str) -> list[Task]:

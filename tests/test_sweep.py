@@ -186,6 +186,20 @@ def test_a_slurm_request_without_cores_and_memory_is_refused_before_any_work(syn
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("kind, directive", [("slurm", "--gres=gpu:1"), ("pbs", "-l ngpus=1"), ("sge", "-l gpu=1"),
+                                             ("lsf", "-gpu num=1")])
+def test_the_jobqueue_example_asks_for_a_gpu_in_the_kind_s_own_words(kind, directive):
+    import dask
+
+    pytest.importorskip("dask_jobqueue")
+    with dask.config.set({f"jobqueue.{kind}.cores": None, f"jobqueue.{kind}.memory": None}):
+        with pytest.raises(runner.RunError) as refused:
+            sweep.check_request(None, None, kind)
+    others = {d for k, d in sweep.GPU_DIRECTIVE.items() if k != kind}
+    assert f"jobqueue: {{{kind}: {{cores: 8" in str(refused.value) and directive in str(refused.value)
+    assert not any(other in str(refused.value) for other in others), str(refused.value)
+
+
 @pytest.mark.slow
 def test_a_slurm_sweep_is_submitted(synthetic_data, tmp_path):
     """Two seeds as two Slurm jobs through dask_jobqueue, configured from a jobqueue.yaml as a user writes it."""
