@@ -5,9 +5,10 @@ GPUs present, else 1), ``--scheduler tcp://host:8786`` joins a running cluster, 
 lsf) starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.config/dask/jobqueue.yaml``: queue,
 walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]`` on Slurm; the other kinds in
 :data:`GPU_DIRECTIVE`). Each worker advertises the resource ``GPU=1`` and every task asks for it, so a worker runs
-one notebook at a time. 09 is submitted with its members' futures as arguments, so it starts after them. A failing notebook is an :class:`~runner.Outcome`, not an
-exception: the others go on. A task whose worker died is run again by Dask (``retries``); finding its executed copy
-unfinished, it passes ``resume=True``, so training continues from its checkpoints.
+one notebook at a time. 09 is submitted with its members' futures as arguments, so it starts after them. A
+failing notebook is an :class:`~runner.Outcome`, not an exception: the others go on. A task whose worker died is run
+again by Dask (``retries``); finding its executed copy unfinished, it passes ``resume=True``, so training continues
+from its checkpoints.
 """
 
 from __future__ import annotations
