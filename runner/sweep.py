@@ -177,8 +177,8 @@ def check_request(workers: int | None, scheduler: str | None, cluster: str | Non
             raise RunError(f"--cluster {cluster}: jobqueue.{cluster}.{' and '.join(unset)} not set in the dask "
                            f"configuration; write them to ~/.config/dask/jobqueue.yaml (or a file named by "
                            f"DASK_CONFIG), e.g. jobqueue: {{{cluster}: {{cores: 8, memory: 64GB, "
-                           f"walltime: '24:00:00', job_extra_directives: [{GPU_DIRECTIVE[cluster]}]}}}} (one GPU per job; "
-                           f"your site's documentation gives its exact directive)")
+                           f"walltime: '24:00:00', job_extra_directives: [{GPU_DIRECTIVE[cluster]}]}}}} "
+                           "(one GPU per job; your site's documentation gives its exact directive)")
 
 
 def mark_unfinished(tasks: Sequence[Task], how: str) -> list[Task]:
