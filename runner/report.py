@@ -1,7 +1,10 @@
 """One report per sweep: ``sweep.csv`` / ``sweep.md`` (rows notebook x protocol x recipe: mean ± sd over the seeds
 or folds) and the leak figure (``leak.png`` / ``leak.svg``: the study's reported test accuracy beside ours under the
-study split and the grouped split, balanced accuracy beside). Records are read through ``runner.results.collect``
-(``skinlib.outputs.read_records`` and ``headline``)."""
+study split and the grouped split, balanced accuracy beside). Under cross-validation (``--folds K``) each seed's
+folds are also pooled (``cv.csv``): every image predicted once, by the fold model that did not train on it, scored
+together with lesion-level intervals (``skinlib.evaluate.report``). Records are read through
+``runner.results.collect`` (``skinlib.outputs.read_records`` and ``headline``), predictions through
+``skinlib.outputs.read_predictions``."""
 
 from __future__ import annotations
 
@@ -15,10 +18,13 @@ import pandas as pd
 from runner.execute import Outcome
 from runner.grid import Task
 from runner.results import collect, write_text
-from skinlib import study
+from skinlib import outputs, study
 
 METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_auc", "test_melanoma_sensitivity")
 KEYS = ("notebook", "protocol", "recipe")
+POOLED = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "macro_f1": "macro_f1",
+          "auc": "roc_auc_macro"}
+"""The pooled out-of-fold columns (``oof_<name>``, percent, with ``_low`` / ``_high``): the Report's names."""
 
 
 def runs(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
@@ -49,10 +55,60 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return result.reset_index()
 
 
+def pooled(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
+    """Per notebook x protocol x recipe x seed of a cross-validation whose folds all completed: the folds' test
+    predictions pooled (each image exactly once) and scored with 95 % intervals resampling lesions."""
+    from skinlib import evaluate
+    from skinlib.classes import CLASSES
+
+    folds: dict[tuple, list[Task]] = {}
+    for task, outcome in zip(tasks, outcomes):
+        if task.point.get("folds") and (task.step.model or task.step.members) and outcome.status == "ok":
+            folds.setdefault((task.step.notebook, task.folder.parent, task.point["folds"]), []).append(task)
+    rows = []
+    for (notebook, parent, count), done in folds.items():
+        if len(done) != count:
+            continue  # a fold missing: nothing to pool
+        frame = pd.concat([outputs.read_predictions(t.folder, t.step.number) for t in done], ignore_index=True)
+        repeated = frame["image_id"][frame["image_id"].duplicated()]
+        if len(repeated):
+            raise ValueError(f"{parent}: image {repeated.iloc[0]} is in the test part of two folds of {notebook}; "
+                             "the folds must partition the images")
+        scored = evaluate.report(frame["label"].to_numpy(), frame[list(CLASSES)].to_numpy(),
+                                 groups=frame["lesion_id"].to_numpy(), seed=0)
+        parameters = outputs.read_record(done[0].folder, done[0].step.number).get("parameters") or {}
+        row = {"notebook": notebook, "protocol": done[0].point["protocol"], "recipe": parameters.get("recipe"),
+               "seed": done[0].point["seed"], "folds": count, "images": len(frame),
+               "lesions": frame["lesion_id"].nunique()}
+        for column, name in POOLED.items():
+            low, high = scored.intervals[name]
+            row.update({f"oof_{column}": 100 * getattr(scored, name), f"oof_{column}_low": 100 * low,
+                        f"oof_{column}_high": 100 * high})
+        rows.append(row)
+    columns = [*KEYS, "seed", "folds", "images", "lesions",
+               *(f"oof_{c}{end}" for c in POOLED for end in ("", "_low", "_high"))]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def with_pooled(result: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
+    """``result`` (:func:`summary`) with the pooled out-of-fold columns: the mean over seeds of each seed's pooled
+    figure, and its interval where the row has one seed (``cv.csv`` has every seed's)."""
+    if cv.empty:
+        return result
+    grouped = cv.groupby(list(KEYS), sort=False)
+    merged = grouped[[f"oof_{c}" for c in POOLED]].mean()
+    single = grouped.size() == 1
+    for column in POOLED:
+        for end in ("_low", "_high"):
+            merged[f"oof_{column}{end}"] = grouped[f"oof_{column}{end}"].first().where(single)
+    return result.merge(merged.reset_index(), on=list(KEYS), how="left")
+
+
 def write(out_dir: Path, tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> tuple[Path, Path, list[Path]]:
     """Writes ``sweep.csv``, ``sweep.md`` and (given training runs) ``leak.png`` / ``leak.svg``; their paths."""
     table = runs(tasks, outcomes)
-    result = summary(table)
+    cv = pooled(tasks, outcomes)
+    result = with_pooled(summary(table), cv)
     csv_path = write_text(out_dir / "sweep.csv", result.to_csv(index=False))
     shown = result[[*KEYS, "runs"]].copy()
     for metric in METRICS:
@@ -67,11 +123,33 @@ def write(out_dir: Path, tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> 
              + (f", and the {folds[0]} folds of the grouped protocol" if folds else "") + "); `runs` counts them. "
              "Each run's own table: `<protocol>/<recipe>/seed<k>[/fold<j>]/results.md`.", "",
              shown.to_markdown(index=False, disable_numparse=True) if len(shown) else "No run completed.", ""]
+    if len(cv):
+        write_text(out_dir / "cv.csv", cv.to_csv(index=False))
+        lines += ["## Cross-validation: the folds pooled", "",
+                  "Each seed's fold models predict every image once (the fold that did not train on it); the "
+                  "pooled predictions are scored together, with 95 % intervals resampling lesions. Beside: the mean "
+                  "± sd of the folds' own test figures (above). Percent; all seeds in `cv.csv`.", "",
+                  pooled_table(cv, result).to_markdown(index=False, disable_numparse=True), ""]
     figures = leak_figure(result, out_dir) if len(result) else []
     if figures:
         lines += ["![The leak](leak.png)", ""]
     md_path = write_text(out_dir / "sweep.md", "\n".join(lines))
     return md_path, csv_path, figures
+
+
+def pooled_table(cv: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
+    """The markdown rows of the pooled out-of-fold section: per seed, pooled balanced accuracy and accuracy with
+    their intervals, beside the fold mean ± sd of the row."""
+    folds = result.set_index(list(KEYS))
+    shown = cv[[*KEYS, "seed", "folds", "images", "lesions"]].copy()
+    for column in ("balanced_accuracy", "accuracy"):
+        shown[f"pooled {column.replace('_', ' ')}"] = [
+            f"{v:.1f} [{lo:.1f}, {hi:.1f}]" for v, lo, hi in
+            zip(cv[f"oof_{column}"], cv[f"oof_{column}_low"], cv[f"oof_{column}_high"])]
+        mean, sd = (folds[f"test_{column}_{end}"].reindex(list(cv[list(KEYS)].itertuples(index=False, name=None)))
+                    for end in ("mean", "sd"))
+        shown[f"fold {column.replace('_', ' ')} mean ± sd"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(mean, sd)]
+    return shown
 
 
 def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:

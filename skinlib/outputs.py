@@ -6,9 +6,11 @@
     run.model           # <out>/models/04_finetune_inception_v3.keras
     run.figure("roc")   # <out>/figures/04_finetune_inception_v3/roc.png
     run.training        # <out>/training/04_finetune_inception_v3/   (train.fit's out_dir)
+    run.predictions     # <out>/predictions/04_finetune_inception_v3.csv
     outputs.write_record(run, outputs.record(settings, reports={...}, model=model))
     outputs.read_record("../outputs/manual", "07")["metrics"]["test"]["metrics"]["accuracy"]
     outputs.headline(record)   # the flat numbers run_all.py's tables show
+    outputs.write_predictions(run, parts.test, proba["test"])   # one row per test image: ids, label, probabilities
 
 A record is strict JSON (NaN and infinities become null): the run's resolved settings (``settings.Settings``, as
 "parameters", and its recipe), its reports (``to_dict`` of ``skinlib.evaluate.Report``), the model's depth and
@@ -53,6 +55,11 @@ class RunFolder:
     def record(self) -> Path:
         """The results record: ``<out_dir>/results/<notebook>.json``."""
         return self.out_dir / "results" / f"{self.notebook}.json"
+
+    @property
+    def predictions(self) -> Path:
+        """The test images' predictions: ``<out_dir>/predictions/<notebook>.csv`` (:func:`write_predictions`)."""
+        return self.out_dir / "predictions" / f"{self.notebook}.csv"
 
     @property
     def training(self) -> Path:
@@ -200,3 +207,40 @@ def read_records(out_dir: str | Path, steps=None) -> dict[str, dict[str, Any]]:
         if run.record.is_file():
             found[run.notebook] = json.loads(run.record.read_text(encoding="utf-8"))
     return found
+
+
+PREDICTION_IDS = ("image_id", "lesion_id", "label")
+"""The columns of a predictions file before the classes' probabilities (one column per ``skinlib.CLASSES``)."""
+
+
+def write_predictions(run: RunFolder, frame, proba) -> Path:
+    """Writes one row per image of ``frame`` (a split part: ``image_id``, ``lesion_id``, ``label``) with its
+    probability for each class to ``run.predictions``, atomically. Pooling the folds of a cross-validation reads
+    these (every image predicted once, by the fold model that did not train on it)."""
+    import pandas as pd
+
+    from skinlib.classes import CLASSES
+
+    proba = np.asarray(proba, dtype=float)
+    if proba.shape != (len(frame), len(CLASSES)):
+        raise ValueError(f"write_predictions: probabilities of shape {proba.shape} for {len(frame)} images; "
+                         f"give one row per image and one column per class ({len(CLASSES)})")
+    table = pd.DataFrame({name: frame[name].to_numpy() for name in PREDICTION_IDS})
+    table[list(CLASSES)] = proba
+    path = run.predictions
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".csv.partial")
+    table.to_csv(partial, index=False, float_format="%.6g")
+    partial.replace(path)
+    return path
+
+
+def read_predictions(out_dir: str | Path, step: str):
+    """A run's predictions table (:func:`write_predictions`); a clear error when the notebook wrote none."""
+    import pandas as pd
+
+    run = RunFolder(out_dir, step)
+    if not run.predictions.is_file():
+        raise FileNotFoundError(f"no predictions of {run.notebook} at '{run.predictions}': run "
+                                f"notebooks/{run.notebook}.ipynb with out_dir={str(out_dir)!r}")
+    return pd.read_csv(run.predictions, dtype={name: str for name in PREDICTION_IDS[:2]})

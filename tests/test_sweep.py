@@ -298,3 +298,57 @@ def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path
     assert table.loc["grouped", "test_accuracy_sd"] == pytest.approx(2.828, abs=1e-3)
     assert table.loc["grouped", "runs"] == 2 and "| 02_baseline_cnn | grouped" in md_path.read_text()
     assert [p.name for p in figures] == ["leak.png", "leak.svg"] and all(p.stat().st_size for p in figures)
+
+
+def _fold_run(task, frame, proba, accuracy):
+    from skinlib import outputs
+
+    record = {"parameters": {"protocol": "grouped", "recipe": "corrected"},
+              "metrics": {"test": {"metrics": {"accuracy": accuracy, "balanced_accuracy": accuracy}}}}
+    (task.folder / "results").mkdir(parents=True, exist_ok=True)
+    (task.folder / "results" / f"{task.step.notebook}.json").write_text(json.dumps(record))
+    outputs.write_predictions(outputs.RunFolder(task.folder, task.step.number), frame, proba)
+
+
+def test_cross_validation_pools_the_folds_predictions_with_lesion_intervals(tmp_path):
+    """Two folds' test predictions pooled: every image once, scored as one set (evaluate.report, lesion groups),
+    beside the folds' own mean; an image in two folds' tests is refused."""
+    import numpy as np
+    import pandas as pd
+
+    from runner import report
+    from skinlib import evaluate
+
+    tasks = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["grouped"], [0], 2, []))
+    rng = np.random.default_rng(0)
+    frames = []
+    for fold, task in enumerate(tasks):
+        frame = pd.DataFrame({"image_id": [f"ISIC_{fold}{i:03d}" for i in range(60)],
+                              "lesion_id": [f"HAM_{fold}{i // 3:03d}" for i in range(60)],
+                              "label": rng.integers(0, 7, 60)})
+        proba = rng.dirichlet(np.ones(7), 60)
+        proba[np.arange(60)[::2], frame["label"][::2]] += 1  # right on half the images
+        proba /= proba.sum(axis=1, keepdims=True)
+        _fold_run(task, frame, proba, 0.5 + fold / 10)
+        frames.append(frame.assign(**{c: proba[:, k] for k, c in enumerate(evaluate.CLASSES)}))
+    outcomes = [runner.Outcome(t.step.notebook, "ok", 1.0) for t in tasks]
+    md_path, csv_path, _ = report.write(tmp_path, tasks, outcomes)
+    cv = pd.read_csv(tmp_path / "cv.csv")
+    both = pd.concat(frames, ignore_index=True)
+    expected = evaluate.report(both["label"].to_numpy(), both[list(evaluate.CLASSES)].to_numpy(),
+                               groups=both["lesion_id"].to_numpy(), seed=0)
+    row = cv.iloc[0]
+    assert (row["images"], row["lesions"], row["folds"], row["recipe"]) == (120, 40, 2, "corrected")
+    assert row["oof_balanced_accuracy"] == pytest.approx(100 * expected.balanced_accuracy)
+    assert [row["oof_accuracy_low"], row["oof_accuracy_high"]] == pytest.approx(
+        [100 * v for v in expected.intervals["accuracy"]])
+    assert row["oof_accuracy_low"] < row["oof_accuracy"] < row["oof_accuracy_high"]
+    summary = pd.read_csv(csv_path).iloc[0]
+    assert summary["test_accuracy_mean"] == pytest.approx(55.0)  # the folds' own figures, beside
+    assert summary["oof_accuracy"] == pytest.approx(row["oof_accuracy"])
+    assert "## Cross-validation: the folds pooled" in md_path.read_text() and "55.0 ± 7.1" in md_path.read_text()
+
+    _fold_run(tasks[1], frames[0][["image_id", "lesion_id", "label"]], np.full((60, 7), 1 / 7), 0.6)
+    with pytest.raises(ValueError, match="in the test part of two folds"):
+        report.write(tmp_path, tasks, outcomes)
