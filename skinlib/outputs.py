@@ -7,6 +7,7 @@
     run.figure("roc")   # <out>/figures/04_finetune_inception_v3/roc.png
     run.training        # <out>/training/04_finetune_inception_v3/   (train.fit's out_dir)
     run.predictions     # <out>/predictions/04_finetune_inception_v3.csv
+    run.tensorboard     # <out>/tensorboard/04_finetune_inception_v3/   (tensorboard --logdir <out>)
     outputs.write_record(run, outputs.record(settings, reports={...}, model=model))
     outputs.read_record("../outputs/manual", "07")["metrics"]["test"]["metrics"]["accuracy"]
     outputs.headline(record)   # the flat numbers run_all.py's tables show
@@ -60,6 +61,11 @@ class RunFolder:
     def predictions(self) -> Path:
         """The test images' predictions: ``<out_dir>/predictions/<notebook>.csv`` (:func:`write_predictions`)."""
         return self.out_dir / "predictions" / f"{self.notebook}.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's log folder of the run: ``<out_dir>/tensorboard/<notebook>`` (``skinlib.tensorboard_logs``)."""
+        return self.out_dir / "tensorboard" / self.notebook
 
     @property
     def training(self) -> Path:

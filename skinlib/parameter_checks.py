@@ -122,6 +122,17 @@ def flag(value, step):
     return value
 
 
+def tensorboard(value, step):
+    from skinlib import tensorboard_logs
+
+    if value is None:
+        return tensorboard_logs.available()
+    flag(value, step)
+    if value and not tensorboard_logs.available():
+        raise ValueError("TensorBoard logs need TensorFlow's summary writer: pip install tensorflow tensorboard, or give False")
+    return value
+
+
 def folder(value, step):
     if value is not None and not isinstance(value, (str, Path)):
         raise ValueError("give a folder path")

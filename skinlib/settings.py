@@ -70,6 +70,8 @@ class Settings:
     out_dir: Path | None = parameter("../outputs/manual", "models, records, figures and training files", checks.folder)
     resume: bool = parameter(False, "continue an interrupted run from out_dir's training checkpoints", checks.flag)
     eager: bool = parameter(False, "run Keras eagerly (fast start for tiny smoke runs)", checks.flag)
+    tensorboard: bool | None = parameter(None, "TensorBoard logs and HParams under out_dir/tensorboard; None: where "
+                                         "TensorFlow is installed", checks.tensorboard)
     members: tuple[str, ...] = parameter((), "the ensemble's notebooks (09)", checks.members)
     merged_duplicates: bool | None = None  # resolved: near-duplicate lesions merged (every protocol but the study's)
     started: str | None = None  # resolved: when the run started
@@ -128,7 +130,14 @@ class Settings:
     def fit_options(self) -> dict[str, Any]:
         """``train.fit``'s keyword arguments that these settings decide."""
         return {"batch_size": self.batch_size, "out_dir": self.folder.training, "seed": self.seed,
-                "resume": self.resume, "run_eagerly": self.eager}
+                "resume": self.resume, "run_eagerly": self.eager,
+                "tensorboard": self.folder.tensorboard if self.tensorboard else None, "hparams": self.hparams}
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The run as TensorBoard's HParams shows it: the notebook and the record's parameters (stages aside)."""
+        content = {key: value for key, value in self.to_dict().items() if key != "stages"}
+        return {"notebook": self.notebook, **content}
 
     @property
     def split_options(self) -> dict[str, Any]:

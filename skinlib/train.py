@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from skinlib import CLASSES, fusion, models, recipes
+from skinlib import CLASSES, fusion, models, recipes, tensorboard_logs
 from skinlib.errors import SkinlibError
 from skinlib.recipes import Recipe
 from skinlib.sampling import BalancedBatches, balanced_class_weight  # noqa: F401  (train.BalancedBatches)
@@ -158,7 +158,8 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         out_dir: str | Path | None = None, history: pd.DataFrame | None = None, seed: int = 0,
         resume: bool = False, class_weight: dict | str | None = None, run_eagerly: bool = False,
         mixed_precision: bool = False, strategy=None, callbacks: list | None = None,
-        verbose: int | str = "auto", metadata=None) -> pd.DataFrame:
+        verbose: int | str = "auto", metadata=None, tensorboard: str | Path | None = None,
+        hparams: dict | None = None) -> pd.DataFrame:
     """Trains ``model`` in place for one stage; returns ``history`` with this stage's epochs appended.
 
     Args:
@@ -186,6 +187,8 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         metadata: for a model built with ``metadata=fields``, ``{"train": vectors, "val": vectors}``
             (``data.metadata_vectors(parts, fields)``, rows as the images'); None (or zero-width vectors) for
             an image-only model. Augmentation changes the images only.
+        tensorboard: a log folder: Keras' TensorBoard callback writes this stage under it, and the first stage
+            writes ``hparams`` (the run's settings) as TensorBoard's HParams record (``skinlib.tensorboard_logs``).
     """
     recipe = recipes.get(recipe)
     stage = recipe.apply(stage)
@@ -224,6 +227,10 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
                                                 mode=recipe.monitor_mode, save_best_only=True),
                            *schedule_callbacks(stage, recipe),
                            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=resume)]
+        if tensorboard is not None:
+            if number == 1:
+                tensorboard_logs.write_hparams(tensorboard, hparams or {})
+            stage_callbacks.append(tensorboard_logs.callback(tensorboard, f"stage{number}_{stage.layers}"))
         if verbose == "tqdm":
             from tqdm.keras import TqdmCallback
 

@@ -23,8 +23,12 @@ def test_none_becomes_the_studys_value_and_the_recipe_runs_the_stages():
     assert run.merged_duplicates and run.augmentation is recipes.CORRECTED_AUGMENTATION
     study_run = settings.resolve("04", {"epochs": 2})
     assert [(s.bn, s.epochs) for s in study_run.stages] == [("reset", 2), ("train", 2)]
-    assert study_run.fit_options == {"batch_size": 64, "out_dir": study_run.folder.training, "seed": 0,
-                                     "resume": False, "run_eagerly": False}
+    options = dict(study_run.fit_options)
+    assert options.pop("hparams") == {"notebook": "04_finetune_inception_v3",
+                                      **{k: v for k, v in study_run.to_dict().items() if k != "stages"}}
+    assert options.pop("tensorboard") in (study_run.folder.tensorboard, None)  # None without TensorFlow
+    assert options == {"batch_size": 64, "out_dir": study_run.folder.training, "seed": 0, "resume": False,
+                       "run_eagerly": False}
     table = run.table()
     assert table.loc["recipe", "from"] == "parameter" and table.loc["batch_size", "from"] == "the study's"
 
