@@ -292,7 +292,6 @@ def test_smoke_run_of_all_nine_notebooks(request, tmp_path):
     assert {row["model"] for row in ensemble["comparison"]} >= {"07_retrain_inception_v3", "ensemble"}
 
 
-@pytest.mark.slow
 def wait_until_cells_run(executed: Path, timeout: float = 120) -> None:
     """Returns once the kernel runs cells (papermill writes the copy as cells run), plus a second; a signal sent
     during kernel start-up can be lost."""
@@ -309,6 +308,7 @@ def wait_until_cells_run(executed: Path, timeout: float = 120) -> None:
     time.sleep(1)
 
 
+@pytest.mark.slow
 def test_ctrl_c_names_the_notebook_marks_its_copy_and_a_rerun_starts_clean(synthetic_data, tmp_path):
     """A real SIGINT during notebook 02: one line on the console, the partial copy marked interrupted (cells that
     never ran are not 'completed'), results.md says what did not finish; the same command then runs it cleanly."""

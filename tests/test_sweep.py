@@ -247,36 +247,69 @@ def test_two_workers_run_the_seeds_as_each_alone_and_a_rerun_skips_them(syntheti
     assert again.returncode == 0 and "2 complete already, 0 to run" in again.stderr, again.stderr[-3000:]
 
 
+def _running(client, key: str) -> str | None:
+    """The address of the worker running task ``key`` (None while no worker runs it)."""
+    return next((address for address, keys in client.processing().items() if key in keys), None)
+
+
 @pytest.mark.slow
-def test_a_running_scheduler_and_worker_take_the_sweep(synthetic_data, tmp_path):
-    """``dask scheduler`` and ``dask worker`` on 127.0.0.1, then ``run_all.py --scheduler``."""
+def test_a_running_scheduler_and_two_workers_take_the_sweep_and_a_killed_worker_s_run_is_retried(
+        synthetic_data, tmp_path):
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, then ``run_all.py --scheduler``: two folds.
+    The worker running fold 0 is killed (SIGKILL, with its nanny) once that notebook runs cells: the sweep still
+    ends well, fold 0 runs again on the other worker and resumes (``resume=True``), and both records are whole."""
+    import signal
+
+    from distributed import Client
+
+    from test_run_all import wait_until_cells_run
+
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
     address_file = tmp_path / "scheduler.json"
     scheduler = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
                                   "--scheduler-file", str(address_file)], env=env, stderr=subprocess.DEVNULL)
-    worker = None
+    workers, sweep_run, client = {}, None, None
+    out = tmp_path / "out"
     try:
         for _ in range(120):
             if address_file.is_file() and address_file.stat().st_size:
                 break
             time.sleep(0.5)
         address = json.loads(address_file.read_text())["address"]
-        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                   "--resources", "GPU=1"], env=env, stderr=subprocess.DEVNULL)
-        result = run_all("--profile", "smoke", "--data", str(synthetic_data), "--only", "02", "--protocol",
-                         "grouped", "--folds", "2", "--seeds", "0", "--scheduler", address,
-                         "--out", str(tmp_path / "out"), timeout=900)
+        for name in ("w0", "w1"):  # each with its nanny in a process group of its own, as on two machines
+            workers[name] = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--name", name,
+                 "--resources", "GPU=1"], env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+        client = Client(address, timeout="60s")
+        client.wait_for_workers(2, timeout=120)
+        sweep_run = subprocess.Popen([sys.executable, str(RUN_ALL), "--no-progress", "--profile", "smoke", "--data",
+                                      str(synthetic_data), "--only", "02", "--protocol", "grouped", "--folds", "2",
+                                      "--seeds", "0", "--scheduler", address, "--out", str(out)],
+                                     cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True)
+        fold0 = out / "grouped" / "default" / "seed0" / "fold0"
+        wait_until_cells_run(fold0 / "notebooks" / "02_baseline_cnn.ipynb", timeout=300)
+        runner_of = _running(client, "grouped/default/seed0/fold0/02_baseline_cnn")
+        assert runner_of, "fold 0 runs on no worker"
+        killed = client.scheduler_info()["workers"][runner_of]["name"]
+        os.killpg(workers[killed].pid, signal.SIGKILL)
+        stderr = sweep_run.communicate(timeout=900)[1]
     finally:
-        for process in (worker, scheduler):
-            if process is not None:
+        if client is not None:
+            client.close()
+        for process in (sweep_run, *workers.values(), scheduler):
+            if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(timeout=30)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for fold in (0, 1):
-        record = json.loads((tmp_path / "out" / "grouped" / "default" / "seed0" / f"fold{fold}" / "results" /
-                             "02_baseline_cnn.json").read_text())
+    assert sweep_run.returncode == 0, stderr[-3000:]
+    records = {fold: json.loads((out / "grouped" / "default" / "seed0" / f"fold{fold}" / "results" /
+                                 "02_baseline_cnn.json").read_text()) for fold in (0, 1)}
+    for fold, record in records.items():
         assert (record["parameters"]["folds"], record["parameters"]["fold"]) == (2, fold)
+        assert len(record["history"]) == 1 and record["metrics"]["test"]["n"] > 0
+    assert records[0]["parameters"]["resume"] is True  # the retry found fold 0 unfinished and resumed it
+    assert records[1]["parameters"]["resume"] is False
+    assert (out / "cv.csv").is_file() and "2 ok, 0 failed" in stderr
 
 
 def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path):
