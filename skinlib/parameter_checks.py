@@ -40,8 +40,20 @@ def fold(value, step):
     return None if value is None else _integer(value, 0, "None (one split) or the test fold")
 
 
-def fold_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The parameter and the reason when ``folds`` and ``fold`` do not fit together or with the protocol."""
+def source(value, step):
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError("give None or an image source of the Dataverse metadata's `dataset` column, e.g. "
+                         "'rosendahl' or 'vidir_molemax'")
+    return value
+
+
+def split_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The parameter and the reason when ``source``, ``folds`` and ``fold`` do not fit together or with the
+    protocol."""
+    if (values["protocol"] == "source_out") != (values.get("source") is not None):
+        if values.get("source") is None:
+            return "source", "protocol='source_out' tests on one image source: give it, e.g. source='rosendahl'"
+        return "source", f"holding out an image source needs protocol='source_out', not {values['protocol']!r}"
     folds, fold = values["folds"], values["fold"]
     if folds is None:
         return None if fold is None else ("fold", "needs folds (the number of folds, e.g. folds=5)")
@@ -129,7 +141,8 @@ def tensorboard(value, step):
         return tensorboard_logs.available()
     flag(value, step)
     if value and not tensorboard_logs.available():
-        raise ValueError("TensorBoard logs need TensorFlow's summary writer: pip install tensorflow tensorboard, or give False")
+        raise ValueError("TensorBoard logs need TensorFlow's summary writer: pip install tensorflow tensorboard, "
+                         "or give False")
     return value
 
 

@@ -53,6 +53,18 @@ def attach(meta: pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame |
     return meta.assign(**{SOURCE: meta["image_id"].map(lookup)})
 
 
+def with_source(meta: pd.DataFrame, root: str | Path | None, required: bool = False) -> pd.DataFrame:
+    """``meta`` with the image source (:func:`attach`) where the Dataverse metadata is in ``root``, else ``meta`` as
+    it is; ``required`` (a ``source_out`` split) turns a missing source into a clear error."""
+    found = attach(meta, root)
+    if found is not None:
+        return found
+    if required:
+        raise ValueError("protocol='source_out' needs the image source: "
+                         f"{UNAVAILABLE.removeprefix('No image source: ')} (data_dir: {root})")
+    return meta
+
+
 def _check_source(meta: pd.DataFrame, caller: str) -> None:
     if SOURCE not in meta.columns:
         raise ValueError(f"{caller}: meta has no `{SOURCE}` column (the image source, in the Dataverse metadata "

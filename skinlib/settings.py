@@ -52,7 +52,10 @@ class Settings:
     data_dir: Path | None = parameter(None, "HAM10000 folder; None: $SKINLIB_DATA, else data/ham10000", checks.folder)
     images: str | None = parameter(None, "image folder inside data_dir; None: the official folders, else images*")
     isic2018_dir: Path | None = parameter(None, "ISIC 2018 Task 3 test folder; None: no external test", checks.folder)
-    protocol: str = parameter("study", "the split: 'study', 'grouped' or 'study_deleaked'", checks.protocol)
+    protocol: str = parameter("study", "the split: 'study', 'grouped', 'study_deleaked' or 'source_out'",
+                              checks.protocol)
+    source: str | None = parameter(None, "protocol 'source_out': the image source tested (the Dataverse `dataset`), "
+                                   "e.g. 'rosendahl'", checks.source)
     seed: int = parameter(0, "random seed of the split, the subset, the augmentation and the training", checks.seed)
     folds: int | None = parameter(None, "None: one split; K: lesion-grouped K-fold cross-validation", checks.folds)
     fold: int | None = parameter(None, "the test fold (0 .. folds-1) of the cross-validation", checks.fold)
@@ -143,7 +146,7 @@ class Settings:
     def split_options(self) -> dict[str, Any]:
         """``data.split``'s keyword arguments that these settings decide (all but ``duplicates``)."""
         return {"protocol": self.protocol, "seed": self.seed, "val_size": self.val_size, "folds": self.folds,
-                "fold": self.fold}
+                "fold": self.fold, "source": self.source}
 
     def schedule(self) -> pd.DataFrame:
         """The stages as they will run, one row per ``fit`` (``study.schedule``)."""
@@ -211,7 +214,7 @@ class Settings:
 
 
 _FROM_STUDY = ("val_size", "image_size", "batch_size")
-SPLIT_KEYS = ("protocol", "seed", "val_size", "subset", "merged_duplicates", "folds", "fold")
+SPLIT_KEYS = ("protocol", "seed", "val_size", "subset", "merged_duplicates", "folds", "fold", "source")
 """The settings that must agree for models to have been evaluated on the same images."""
 
 
@@ -238,7 +241,7 @@ def resolve(step: "str | study.Step", parameters: Mapping[str, Any]) -> Settings
             values[name] = check(value, row) if check is not None else value
         except (ValueError, TypeError) as error:
             raise SettingsError(f"parameter {name}={value!r} of {row.notebook}: {error}") from None
-    problem = checks.fold_problem(values)
+    problem = checks.split_problem(values)
     if problem:
         name, reason = problem
         raise SettingsError(f"parameter {name}={values[name]!r} of {row.notebook}: {reason}")

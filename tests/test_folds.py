@@ -89,7 +89,7 @@ def test_settings_check_folds_and_fold_before_any_work():
     assert (run.folds, run.fold) == (5, 3) and run.split_options["folds"] == 5
     assert run.to_dict()["fold"] == 3
     assert settings.resolve("04", {}).split_options == {"protocol": "study", "seed": 0, "val_size": 0.1,
-                                                        "folds": None, "fold": None}
+                                                        "folds": None, "fold": None, "source": None}
     for given, message in [({"protocol": "grouped", "folds": 5, "fold": 7}, "parameter fold=7.*0 to 4"),
                            ({"protocol": "study", "folds": 5, "fold": 0}, "parameter folds=5.*protocol='grouped'"),
                            ({"protocol": "grouped", "fold": 1}, "parameter fold=1.*needs folds"),
@@ -104,3 +104,24 @@ def test_the_ensemble_only_joins_members_of_the_same_fold():
     members["08"] = settings.resolve("08", {"protocol": "grouped", "folds": 5, "fold": 2})
     with pytest.raises(settings.SettingsError, match="different splits: fold=1 vs 2"):
         settings.shared_split(members)
+
+
+def test_source_out_needs_its_source_and_a_source_needs_source_out():
+    run = settings.resolve("02", {"protocol": "source_out", "source": "rosendahl"})
+    assert run.split_options["source"] == "rosendahl" and run.to_dict()["source"] == "rosendahl"
+    for given, message in [({"protocol": "source_out"}, "parameter source=None.*give it, e.g. source='rosendahl'"),
+                           ({"source": "rosendahl"}, "parameter source='rosendahl'.*needs protocol='source_out'"),
+                           ({"protocol": "source_out", "source": ""}, "parameter source=''.*image source")]:
+        with pytest.raises(settings.SettingsError, match=message):
+            settings.resolve("02", given)
+
+
+def test_a_source_out_run_without_the_dataverse_metadata_says_what_to_add(tmp_path):
+    import pandas as pd
+
+    from skinlib import provenance
+
+    meta = pd.DataFrame({"image_id": ["ISIC_1"], "lesion_id": ["HAM_1"], "dx": ["nv"]})
+    assert provenance.with_source(meta, tmp_path) is meta  # image-only protocols go on without it
+    with pytest.raises(ValueError, match="source_out' needs the image source.*HAM10000_metadata_dataverse.csv"):
+        provenance.with_source(meta, tmp_path, required=True)

@@ -275,21 +275,34 @@ def check_smoke_outputs(out: Path, result: subprocess.CompletedProcess, steps, e
 
 @pytest.mark.slow
 def test_smoke_run_of_all_nine_notebooks(request, tmp_path):
-    """The smoke profile end to end: all nine notebooks on the real data (synthetic where it is absent)."""
+    """The smoke profile end to end: all nine notebooks on the real data (synthetic where it is absent), as a sweep
+    of two single-threaded workers (CI's two cores): 09 waits on Dask for its own 07 and 08. A rerun skips them."""
     from conftest import REAL_DATA
 
     if (REAL_DATA / "HAM10000_metadata.csv").is_file():
         data = REAL_DATA
     else:
         data = request.getfixturevalue("synthetic_data")
-    result = run_all("--profile", "smoke", "--data", str(data), "--out", str(tmp_path), timeout=1500)
-    table = check_smoke_outputs(tmp_path, result, study.STEPS)
+    common = ("--profile", "smoke", "--data", str(data), "--workers", "2", "--threads", "1", "--out", str(tmp_path))
+    result = run_all(*common, timeout=1500)
+    folder = tmp_path / "study" / "default" / "seed-default"
+    table = check_smoke_outputs(folder, result, study.STEPS)
     assert list(table.index) == [step.notebook for step in study.STEPS[1:]]
-    ensemble = json.loads((tmp_path / "results" / "09_ensemble.json").read_text())
+    ensemble = json.loads((folder / "results" / "09_ensemble.json").read_text())
+    members = [json.loads((folder / "results" / f"{n}.json").read_text()) for n in ("07_retrain_inception_v3",
+                                                                                  "08_retrain_densenet201")]
+    assert ensemble["started"] >= max(m["finished"] for m in members)  # 09 started after its members ended
     assert ensemble["parameters"]["members"] == ["07", "08"]
     assert set(ensemble["member_metrics"]) == {"07_retrain_inception_v3", "08_retrain_densenet201"}
     assert sum(ensemble["weights"].values()) == pytest.approx(1.0)
     assert {row["model"] for row in ensemble["comparison"]} >= {"07_retrain_inception_v3", "ensemble"}
+    predictions = pd.read_csv(folder / "predictions" / "09_ensemble.csv")
+    assert len(predictions) == ensemble["metrics"]["test"]["n"] and predictions["image_id"].is_unique
+    assert list((folder / "tensorboard" / "08_retrain_densenet201").glob("stage2_all/train/events.out.tfevents.*"))
+    summary = pd.read_csv(tmp_path / "sweep.csv").set_index("notebook")
+    assert summary.loc["09_ensemble", "runs"] == 1 and (tmp_path / "leak.png").is_file()
+    again = run_all(*common)
+    assert again.returncode == 0 and "9 complete already, 0 to run" in again.stderr, again.stderr[-3000:]
 
 
 def wait_until_cells_run(executed: Path, timeout: float = 120) -> None:

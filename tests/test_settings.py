@@ -70,7 +70,7 @@ def test_the_ensemble_takes_its_members_split_and_refuses_two_splits():
     members = {"07": settings.resolve("07", {"seed": 1}), "08": settings.resolve("08", {"seed": 1})}
     split = settings.shared_split(members)
     assert split == {"protocol": "study", "seed": 1, "val_size": 0.1, "subset": None, "merged_duplicates": False,
-                     "folds": None, "fold": None}
+                     "folds": None, "fold": None, "source": None}
     ensemble = settings.resolve("09", {"members": ["07", "08"]}).replace(**split)
     assert ensemble.seed == 1 and ensemble.members == ("07", "08")
     with pytest.raises(settings.SettingsError, match="different splits: seed=1 vs 2"):
