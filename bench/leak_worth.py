@@ -23,36 +23,20 @@ prints leaky against deleaked only, as before.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from skinlib import data, ensemble, evaluate, export, outputs, settings  # noqa: E402
+from _paired import compared, folders_command, print_mean_gains, read_parameters, seed_folders  # noqa: E402
+from skinlib import data, evaluate, export, settings  # noqa: E402
 
 # comparison -> (the model whose gain is reported, the model it is compared with)
 COMPARISONS = {"leak (control vs deleaked)": ("control", "deleaked"),
                "size (leaky vs control)": ("leaky", "control"),
                "total (leaky vs deleaked)": ("leaky", "deleaked")}
 PROTOCOLS = {"leaky": "study", "deleaked": "study_deleaked", "control": "study_control"}
-
-
-def seed_folders(root: Path) -> list[Path]:
-    """``root/seed<k>`` folders of a ``run_all.py --seeds`` run, or ``root`` itself for a single run."""
-    found = [p for p in root.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[4:])) or [root]
-
-
-def read_parameters(folder: Path, notebook: str) -> dict:
-    try:
-        return outputs.read_record(folder, notebook)["parameters"]
-    except FileNotFoundError as error:
-        raise SystemExit(str(error)) from None
 
 
 def check_same_test_set(folders: dict[str, Path], notebook: str) -> dict:
@@ -70,50 +54,6 @@ def check_same_test_set(folders: dict[str, Path], notebook: str) -> dict:
             raise SystemExit(f"{folders['leaky']} and {folders[name]} differ in {', '.join(same)}: not the same "
                              f"test set")
     return leaky
-
-
-def folders_command(doc: str, folders, argv=None):
-    """The command line of a script comparing run_all folders: ``folders`` are (name, help, optional) triples,
-    then ``--notebook``, ``--data`` and ``--images``; returns ``(args, metadata)``."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
-    for name, help, optional in folders:
-        parser.add_argument(name, type=Path, help=help, **({"nargs": "?", "default": None} if optional else {}))
-    parser.add_argument("--notebook", default="02_baseline_cnn")
-    parser.add_argument("--data", type=Path, default=None, help="HAM10000 folder (default: as run_all.py finds it)")
-    parser.add_argument("--images", default=None, help="image folder inside --data, e.g. images_200x150")
-    args = parser.parse_args(argv)
-    data_dir, images = data.locate(args.data, args.images)
-    return args, data.load_metadata(data_dir, images=images)
-
-
-def paired_runs(doc: str, first: tuple[str, str], second: tuple[str, str], argv=None):
-    """:func:`folders_command` for two folders (``first`` and ``second``: argument name and help):
-    ``(args, metadata, [(first folder, its parameters, second folder, its parameters) per seed])``."""
-    args, meta = folders_command(doc, [(*first, False), (*second, False)], argv)
-    folders = zip(seed_folders(getattr(args, first[0])), seed_folders(getattr(args, second[0])))
-    return args, meta, [(a, read_parameters(a, args.notebook), b, read_parameters(b, args.notebook))
-                        for a, b in folders]
-
-
-def compared(test, probas: dict, reference: str, seed: int, title: str = "") -> pd.DataFrame:
-    """``ensemble.compare``'s table of the models' test probabilities against ``reference`` (paired intervals
-    over lesions), printed under a line naming the seed and the test set (and ``title``)."""
-    table = ensemble.compare(test["label"].to_numpy(), probas, reference=reference,
-                             groups=test["lesion_id"].to_numpy(), seed=seed)
-    print(f"\nseed {seed}: {len(test)} test images, {test['lesion_id'].nunique()} lesions{title}\n")
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    return table
-
-
-def print_mean_gains(gains: list, what: str) -> None:
-    """The mean ± sd over seeds of ``ensemble.compare``'s gains (rows of one table per seed), in points."""
-    frame = pd.DataFrame(gains)
-    print(f"\nGain of {what} over {len(frame)} seed(s), mean ± sd (percentage points):")
-    for metric in ("accuracy_gain", "balanced_accuracy_gain"):
-        values = 100 * frame[metric].to_numpy(dtype=float)
-        spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-        print(f"  {metric}: {values.mean():+.1f} ± {spread:.1f}")
 
 
 def main(argv=None) -> int:

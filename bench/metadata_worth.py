@@ -22,7 +22,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from leak_worth import compared, paired_runs, print_mean_gains  # noqa: E402  (bench/ is the script's folder)
+from _paired import compared, paired_runs, print_mean_gains  # noqa: E402  (bench/ is the script's folder)
 
 from skinlib import data, evaluate, export, settings  # noqa: E402
 

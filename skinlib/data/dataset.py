@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from skinlib import config
 from skinlib.errors import DataError
