@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,45 @@ def test_a_cache_zeroed_in_place_is_rebuilt_with_a_warning(synthetic_data, tmp_p
     with pytest.warns(UserWarning, match=r"checksum file .*\.npy\.crc32' is missing"):
         np.testing.assert_array_equal(first, load_images(meta, size=(30, 40), cache_dir=tmp_path, progress=False))
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".crc32", ".npy"]
+
+
+CONCURRENT_READER = """
+import sys, warnings
+import numpy as np
+from skinlib import data
+warnings.simplefilter("error")  # a cache found unusable (a half-written one) warns: fail loudly instead
+meta = data.load_metadata(sys.argv[1])
+for _ in range(3):  # build or read, again and again, while the others do the same
+    images = data.load_images(meta, size=(24, 32), cache_dir=sys.argv[2], progress=False, workers=1)
+pairs = data.find_duplicates(meta, candidates=0, cache_dir=sys.argv[2], progress=False, workers=1)
+np.save(sys.argv[3], np.asarray(images))
+pairs.to_csv(sys.argv[3] + ".csv", index=False)
+"""
+
+
+def test_concurrent_writers_and_readers_share_the_caches(synthetic_data, tmp_path):
+    """Four processes start at once on one empty cache folder (the image cache and the duplicate search's
+    feature store), as a sweep's kernels do: each gets the decoded pixels and the same pairs, none meets a
+    half-written file, and no temporary file is left behind."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from skinlib.data import find_duplicates
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_READER, str(synthetic_data), str(cache),
+                              str(tmp_path / f"run{k}.npy")], env=env, stderr=subprocess.PIPE, text=True)
+            for k in range(4)]
+    errors = [run.communicate(timeout=600)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, "\n".join(errors)[-3000:]
+    meta = load_metadata(synthetic_data)
+    expected = load_images(meta, size=(24, 32), cache=False, progress=False)
+    pairs = find_duplicates(meta, candidates=0, cache=False, progress=False)
+    for k in range(4):
+        np.testing.assert_array_equal(np.load(tmp_path / f"run{k}.npy"), expected)
+        found = pd.read_csv(tmp_path / f"run{k}.npy.csv", dtype={"image_a": str, "image_b": str})
+        assert len(found) == len(pairs)
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name]

@@ -161,9 +161,10 @@ def build_cache(target: Path, prefix: str, paths: list[str], size: tuple[int, in
         out.flush()
         checksum = sample_checksum(out)
         del out
-        os.replace(temporary, target)
         checksum_file(temporary).write_text(f"{checksum}\n")
+        # The checksum first: a reader that finds the array finds its checksum (same key, same pixels, same sum).
         os.replace(checksum_file(temporary), checksum_file(target))
+        os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
         checksum_file(temporary).unlink(missing_ok=True)
