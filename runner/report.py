@@ -47,7 +47,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and 95 % t interval half-width over the runs of each notebook x protocol x recipe."""
     from scipy import stats
 
-    grouped = table.groupby(list(KEYS), sort=False)[list(METRICS)]
+    grouped = table.groupby(list(KEYS), sort=False, dropna=False)[list(METRICS)]
     means, sds, counts = grouped.mean(), grouped.std(ddof=1), grouped.count()
     half = sds * stats.t.ppf(0.975, (counts - 1).clip(lower=1)) / np.sqrt(counts)
     result = means.add_suffix("_mean").join(sds.add_suffix("_sd")).join(half.add_suffix("_ci95"))
@@ -95,7 +95,7 @@ def with_pooled(result: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
     figure, and its interval where the row has one seed (``cv.csv`` has every seed's)."""
     if cv.empty:
         return result
-    grouped = cv.groupby(list(KEYS), sort=False)
+    grouped = cv.groupby(list(KEYS), sort=False, dropna=False)
     merged = grouped[[f"oof_{c}" for c in POOLED]].mean()
     single = grouped.size() == 1
     for column in POOLED:
@@ -161,7 +161,8 @@ def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     recipe = result["recipe"].dropna().iloc[0] if result["recipe"].notna().any() else None
-    rows = result[result["recipe"] == recipe] if recipe is not None else result
+    # the ensemble's record names no recipe: its row is kept beside the first recipe's
+    rows = result[(result["recipe"] == recipe) | result["recipe"].isna()] if recipe is not None else result
     notebooks = [s.notebook for s in study.STEPS if s.notebook in set(rows["notebook"])]
     if not notebooks:
         return []
