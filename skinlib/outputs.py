@@ -159,10 +159,14 @@ def record(run, *, reports: Mapping[str, Any], model=None, history=None, **extra
 
 def write_record(run: RunFolder, content: Mapping[str, Any]) -> Path:
     """Writes a record as strict JSON to ``run.record`` (atomically: a reader never sees half a file)."""
-    path = run.record
+    return _write_atomic(run.record, json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Writes ``text`` to ``path`` through ``<path>.partial`` and a rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(jsonable(content), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
     partial.replace(path)
     return path
 
@@ -233,12 +237,7 @@ def write_predictions(run: RunFolder, frame, proba) -> Path:
                          f"give one row per image and one column per class ({len(CLASSES)})")
     table = pd.DataFrame({name: frame[name].to_numpy() for name in PREDICTION_IDS})
     table[list(CLASSES)] = proba
-    path = run.predictions
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".csv.partial")
-    table.to_csv(partial, index=False, float_format="%.6g")
-    partial.replace(path)
-    return path
+    return _write_atomic(run.predictions, table.to_csv(index=False, float_format="%.6g"))
 
 
 def read_predictions(out_dir: str | Path, step: str):

@@ -60,8 +60,8 @@ def with_source(meta: pd.DataFrame, root: str | Path | None, required: bool = Fa
     if found is not None:
         return found
     if required:
-        raise ValueError("protocol='source_out' needs the image source: "
-                         f"{UNAVAILABLE.removeprefix('No image source: ')} (data_dir: {root})")
+        raise ValueError(f"protocol='source_out' needs the image source, the `dataset` column of the Dataverse "
+                         f"metadata: put HAM10000_metadata_dataverse.csv in data_dir ({root})")
     return meta
 
 
