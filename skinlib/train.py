@@ -187,8 +187,8 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
         metadata: for a model built with ``metadata=fields``, ``{"train": vectors, "val": vectors}``
             (``data.metadata_vectors(parts, fields)``, rows as the images'); None (or zero-width vectors) for
             an image-only model. Augmentation changes the images only.
-        tensorboard: a log folder: Keras' TensorBoard callback writes this stage under it, and the first stage
-            writes ``hparams`` (the run's settings) as TensorBoard's HParams record (``skinlib.tensorboard_logs``).
+        tensorboard: a log folder: Keras' TensorBoard callback writes this stage under it, and ``hparams`` (the run's
+            settings) go in once as TensorBoard's HParams record (``skinlib.tensorboard_logs``).
     """
     recipe = recipes.get(recipe)
     stage = recipe.apply(stage)
@@ -228,8 +228,7 @@ def fit(model: keras.Model, data, recipe: str | Recipe, stage, *, batch_size: in
                            *schedule_callbacks(stage, recipe),
                            keras.callbacks.CSVLogger(str(folder / "history.csv"), append=resume)]
         if tensorboard is not None:
-            if number == 1:
-                tensorboard_logs.write_hparams(tensorboard, hparams or {})
+            tensorboard_logs.write_hparams(tensorboard, hparams or {})  # once: later stages find it written
             stage_callbacks.append(tensorboard_logs.callback(tensorboard, f"stage{number}_{stage.layers}"))
         if verbose == "tqdm":
             from tqdm.keras import TqdmCallback
