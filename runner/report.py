@@ -2,9 +2,10 @@
 or folds) and the leak figure (``leak.png`` / ``leak.svg``: the study's reported test accuracy beside ours under the
 study split and the grouped split, balanced accuracy beside). Under cross-validation (``--folds K``) each seed's
 folds are also pooled (``cv.csv``): every image predicted once, by the fold model that did not train on it, scored
-together with lesion-level intervals (``skinlib.evaluate.report``). Records are read through
-``runner.results.collect`` (``skinlib.outputs.read_records`` and ``headline``), predictions through
-``skinlib.outputs.read_predictions``."""
+together with lesion-level intervals (``skinlib.evaluate.report``); where the runs were also tested on ISIC 2018
+(``--isic2018``), the fold models' mean probability there (the folds' ensemble) beside each fold model's score.
+Records are read through ``runner.results.collect`` (``skinlib.outputs.read_records`` and ``headline``),
+predictions through ``skinlib.outputs.read_predictions``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ KEYS = ("notebook", "protocol", "recipe")
 POOLED = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "macro_f1": "macro_f1",
           "auc": "roc_auc_macro"}
 """The pooled out-of-fold columns (``oof_<name>``, percent, with ``_low`` / ``_high``): the Report's names."""
+EXTERNAL = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy"}
+"""The folds' ensemble on ISIC 2018 (``isic2018_ensemble_<name>`` with ``_low`` / ``_high``) and the fold models'
+own scores there (``isic2018_fold_<name>_mean`` / ``_sd``), percent."""
 
 
 def runs(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
@@ -57,7 +61,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def pooled(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
     """Per notebook x protocol x recipe x seed of a cross-validation whose folds all completed: the folds' test
-    predictions pooled (each image exactly once) and scored with 95 % intervals resampling lesions."""
+    predictions pooled (each image exactly once) and scored with 95 % intervals resampling lesions; and, where every
+    fold was tested on ISIC 2018, the folds' ensemble there (their mean probability) beside the fold models' mean
+    ± sd."""
     from skinlib import evaluate
     from skinlib.classes import CLASSES
 
@@ -84,10 +90,42 @@ def pooled(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
             low, high = scored.intervals[name]
             row.update({f"oof_{column}": 100 * getattr(scored, name), f"oof_{column}_low": 100 * low,
                         f"oof_{column}_high": 100 * high})
+        row.update(fold_ensemble(done))
         rows.append(row)
     columns = [*KEYS, "seed", "folds", "images", "lesions",
-               *(f"oof_{c}{end}" for c in POOLED for end in ("", "_low", "_high"))]
+               *(f"oof_{c}{end}" for c in POOLED for end in ("", "_low", "_high")),
+               *(f"isic2018_ensemble_{c}{end}" for c in EXTERNAL for end in ("", "_low", "_high")),
+               *(f"isic2018_fold_{c}_{end}" for c in EXTERNAL for end in ("mean", "sd"))]
     return pd.DataFrame(rows, columns=columns)
+
+
+def fold_ensemble(done: Sequence[Task]) -> dict[str, float]:
+    """The fold models of one cross-validation on ISIC 2018: their mean probability per image scored (95 %
+    intervals resampling lesions), and each model's own score as mean ± sd; {} unless every fold has its
+    ISIC 2018 predictions."""
+    from skinlib import evaluate
+    from skinlib.classes import CLASSES
+
+    if not all(outputs.RunFolder(t.folder, t.step.number).predictions_of("isic2018").is_file() for t in done):
+        return {}
+    tables = [outputs.read_predictions(t.folder, t.step.number, "isic2018").set_index("image_id") for t in done]
+    first = tables[0]
+    if any(not table.index.equals(first.index) for table in tables[1:]):
+        raise ValueError(f"{done[0].folder.parent}: the folds' ISIC 2018 predictions are of different images; "
+                         "run every fold with the same --isic2018 folder")
+    records = [outputs.headline(outputs.read_record(t.folder, t.step.number)) for t in done]
+    own = {name: [math.nan if r.get(f"isic2018_{name}") is None else 100 * r[f"isic2018_{name}"] for r in records]
+           for name in EXTERNAL.values()}  # each fold model's own score, from its record
+    mean = np.mean([t[list(CLASSES)].to_numpy() for t in tables], axis=0)
+    scored = evaluate.report(first["label"].to_numpy(), mean, groups=first["lesion_id"].to_numpy(), seed=0)
+    row = {}
+    for column, name in EXTERNAL.items():
+        low, high = scored.intervals[name]
+        row.update({f"isic2018_ensemble_{column}": 100 * getattr(scored, name),
+                    f"isic2018_ensemble_{column}_low": 100 * low, f"isic2018_ensemble_{column}_high": 100 * high,
+                    f"isic2018_fold_{column}_mean": float(np.mean(own[name])),
+                    f"isic2018_fold_{column}_sd": float(np.std(own[name], ddof=1)) if len(done) > 1 else math.nan})
+    return row
 
 
 def with_pooled(result: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
@@ -149,6 +187,14 @@ def pooled_table(cv: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
         mean, sd = (folds[f"test_{column}_{end}"].reindex(list(cv[list(KEYS)].itertuples(index=False, name=None)))
                     for end in ("mean", "sd"))
         shown[f"fold {column.replace('_', ' ')} mean ± sd"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(mean, sd)]
+    if cv["isic2018_ensemble_balanced_accuracy"].notna().any():
+        shown["ISIC 2018: folds' ensemble balanced accuracy"] = [
+            "—" if math.isnan(v) else f"{v:.1f} [{lo:.1f}, {hi:.1f}]" for v, lo, hi in
+            zip(cv["isic2018_ensemble_balanced_accuracy"], cv["isic2018_ensemble_balanced_accuracy_low"],
+                cv["isic2018_ensemble_balanced_accuracy_high"])]
+        shown["ISIC 2018: fold models' balanced accuracy mean ± sd"] = [
+            "—" if math.isnan(m) else f"{m:.1f} ± {s:.1f}" for m, s in
+            zip(cv["isic2018_fold_balanced_accuracy_mean"], cv["isic2018_fold_balanced_accuracy_sd"])]
     return shown
 
 

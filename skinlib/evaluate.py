@@ -251,13 +251,27 @@ def reports(parts, proba: dict[str, np.ndarray], seed: int = 0, **options) -> di
     return found
 
 
-def isic2018(model, test_dir, *, size: Sequence[int], tta=None, seed: int = 0) -> Report | None:
-    """The report of ``model`` on the ISIC 2018 Task 3 test set in ``test_dir`` (an external test from other
-    sources), images resized to ``size``; None when ``test_dir`` is None (not evaluated)."""
+def isic2018_predictions(model, test_dir, *, size: Sequence[int], tta=None) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """``(frame, probabilities)`` of ``model`` on the ISIC 2018 Task 3 test set in ``test_dir`` (an external test
+    from other sources; ``frame`` from ``data.load_isic2018_test``), images resized to ``size``; None when
+    ``test_dir`` is None (not evaluated)."""
     if test_dir is None:
         return None
     from skinlib import data
 
     external = data.load_isic2018_test(test_dir)
-    proba = predict(model, data.load_images(external, size=tuple(size)), tta=tta)
-    return report(external["label"].to_numpy(), proba, seed=seed)
+    return external, predict(model, data.load_images(external, size=tuple(size)), tta=tta)
+
+
+def external_report(predictions: tuple[pd.DataFrame, np.ndarray] | None, seed: int = 0) -> Report | None:
+    """The report of :func:`isic2018_predictions`' ``(frame, probabilities)``, intervals resampling its
+    ``lesion_id`` (the image where the ground truth names no lesion); None when not evaluated."""
+    if predictions is None:
+        return None
+    frame, proba = predictions
+    return report(frame["label"].to_numpy(), proba, groups=frame["lesion_id"].to_numpy(), seed=seed)
+
+
+def isic2018(model, test_dir, *, size: Sequence[int], tta=None, seed: int = 0) -> Report | None:
+    """The report of ``model`` on the ISIC 2018 Task 3 test set in ``test_dir``; None when ``test_dir`` is None."""
+    return external_report(isic2018_predictions(model, test_dir, size=size, tta=tta), seed=seed)

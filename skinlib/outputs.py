@@ -6,7 +6,7 @@
     run.model           # <out>/models/04_finetune_inception_v3.keras
     run.figure("roc")   # <out>/figures/04_finetune_inception_v3/roc.png
     run.training        # <out>/training/04_finetune_inception_v3/   (train.fit's out_dir)
-    run.predictions     # <out>/predictions/04_finetune_inception_v3.csv
+    run.predictions     # <out>/predictions/04_finetune_inception_v3.csv   (and .isic2018.csv: the external test)
     run.tensorboard     # <out>/tensorboard/04_finetune_inception_v3/   (tensorboard --logdir <out>)
     outputs.write_record(run, outputs.record(settings, reports={...}, model=model))
     outputs.read_record("../outputs/manual", "07")["metrics"]["test"]["metrics"]["accuracy"]
@@ -60,7 +60,15 @@ class RunFolder:
     @property
     def predictions(self) -> Path:
         """The test images' predictions: ``<out_dir>/predictions/<notebook>.csv`` (:func:`write_predictions`)."""
-        return self.out_dir / "predictions" / f"{self.notebook}.csv"
+        return self.predictions_of("test")
+
+    def predictions_of(self, part: str) -> Path:
+        """A part's predictions: "test" at :attr:`predictions`, "isic2018" (the external test) beside it as
+        ``<notebook>.isic2018.csv``."""
+        if part not in PREDICTION_PARTS:
+            raise ValueError(f"unknown predictions part {part!r}; accepted: {', '.join(PREDICTION_PARTS)}")
+        suffix = "" if part == "test" else f".{part}"
+        return self.out_dir / "predictions" / f"{self.notebook}{suffix}.csv"
 
     @property
     def tensorboard(self) -> Path:
@@ -221,12 +229,22 @@ def read_records(out_dir: str | Path, steps=None) -> dict[str, dict[str, Any]]:
 
 PREDICTION_IDS = ("image_id", "lesion_id", "label")
 """The columns of a predictions file before the classes' probabilities (one column per ``skinlib.CLASSES``)."""
+PREDICTION_PARTS = ("test", "isic2018")
+"""The parts a run keeps predictions of: its test set, and the ISIC 2018 external test where it was given."""
 
 
-def write_predictions(run: RunFolder, frame, proba) -> Path:
+def write_predictions(run: RunFolder, frame, proba, external=None) -> Path:
     """Writes one row per image of ``frame`` (a split part: ``image_id``, ``lesion_id``, ``label``) with its
     probability for each class to ``run.predictions``, atomically. Pooling the folds of a cross-validation reads
-    these (every image predicted once, by the fold model that did not train on it)."""
+    these (every image predicted once, by the fold model that did not train on it). ``external``: the ISIC 2018
+    test's ``(frame, proba)`` (``evaluate.isic2018_predictions``), written beside them for the folds' ensemble;
+    None: no external test."""
+    if external is not None:
+        _write_atomic(run.predictions_of("isic2018"), _predictions_csv(*external))
+    return _write_atomic(run.predictions, _predictions_csv(frame, proba))
+
+
+def _predictions_csv(frame, proba) -> str:
     import pandas as pd
 
     from skinlib.classes import CLASSES
@@ -237,15 +255,18 @@ def write_predictions(run: RunFolder, frame, proba) -> Path:
                          f"give one row per image and one column per class ({len(CLASSES)})")
     table = pd.DataFrame({name: frame[name].to_numpy() for name in PREDICTION_IDS})
     table[list(CLASSES)] = proba
-    return _write_atomic(run.predictions, table.to_csv(index=False, float_format="%.6g"))
+    return table.to_csv(index=False, float_format="%.6g")
 
 
-def read_predictions(out_dir: str | Path, step: str):
-    """A run's predictions table (:func:`write_predictions`); a clear error when the notebook wrote none."""
+def read_predictions(out_dir: str | Path, step: str, part: str = "test"):
+    """A run's predictions table of ``part`` (:func:`write_predictions`); a clear error when the notebook wrote
+    none."""
     import pandas as pd
 
-    run = RunFolder(out_dir, step)
-    if not run.predictions.is_file():
-        raise FileNotFoundError(f"no predictions of {run.notebook} at '{run.predictions}': run "
-                                f"notebooks/{run.notebook}.ipynb with out_dir={str(out_dir)!r}")
-    return pd.read_csv(run.predictions, dtype={name: str for name in PREDICTION_IDS[:2]})
+    path = RunFolder(out_dir, step).predictions_of(part)
+    if not path.is_file():
+        hint = " with isic2018_dir set" if part == "isic2018" else ""
+        raise FileNotFoundError(f"no {part} predictions of {RunFolder(out_dir, step).notebook} at '{path}': run "
+                                f"notebooks/{RunFolder(out_dir, step).notebook}.ipynb with "
+                                f"out_dir={str(out_dir)!r}{hint}")
+    return pd.read_csv(path, dtype={name: str for name in PREDICTION_IDS[:2]})

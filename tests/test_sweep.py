@@ -257,12 +257,17 @@ def test_a_running_scheduler_and_two_workers_take_the_sweep_and_a_killed_worker_
         synthetic_data, tmp_path):
     """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, then ``run_all.py --scheduler``: two folds.
     The worker running fold 0 is killed (SIGKILL, with its nanny) once that notebook runs cells: the sweep still
-    ends well, fold 0 runs again on the other worker and resumes (``resume=True``), and both records are whole."""
+    ends well, fold 0 runs again on the other worker and resumes (``resume=True``), and both records are whole.
+    Both folds are also tested on an ISIC 2018-shaped folder (``--isic2018``): cv.csv has the folds' ensemble."""
     import signal
 
+    import pandas as pd
     from distributed import Client
 
     from test_run_all import wait_until_cells_run
+    from test_synthetic import make_isic_folder
+
+    make_isic_folder(tmp_path / "isic2018", synthetic_data, "one-hot")
 
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")]))}
@@ -285,7 +290,8 @@ def test_a_running_scheduler_and_two_workers_take_the_sweep_and_a_killed_worker_
         client.wait_for_workers(2, timeout=120)
         sweep_run = subprocess.Popen([sys.executable, str(RUN_ALL), "--no-progress", "--profile", "smoke", "--data",
                                       str(synthetic_data), "--only", "02", "--protocol", "grouped", "--folds", "2",
-                                      "--seeds", "0", "--scheduler", address, "--out", str(out)],
+                                      "--seeds", "0", "--scheduler", address, "--out", str(out),
+                                      "--isic2018", str(tmp_path / "isic2018")],
                                      cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True)
         fold0 = out / "grouped" / "default" / "seed0" / "fold0"
         wait_until_cells_run(fold0 / "notebooks" / "02_baseline_cnn.ipynb", timeout=300)
@@ -309,7 +315,12 @@ def test_a_running_scheduler_and_two_workers_take_the_sweep_and_a_killed_worker_
         assert len(record["history"]) == 1 and record["metrics"]["test"]["n"] > 0
     assert records[0]["parameters"]["resume"] is True  # the retry found fold 0 unfinished and resumed it
     assert records[1]["parameters"]["resume"] is False
-    assert (out / "cv.csv").is_file() and "2 ok, 0 failed" in stderr
+    assert "2 ok, 0 failed" in stderr
+    cv = pd.read_csv(out / "cv.csv").iloc[0]
+    assert cv["images"] == sum(r["metrics"]["test"]["n"] for r in records.values())
+    assert 0 <= cv["isic2018_ensemble_balanced_accuracy"] <= 100 and cv["isic2018_fold_accuracy_mean"] >= 0
+    assert all(len(pd.read_csv(out / "grouped" / "default" / "seed0" / f"fold{fold}" / "predictions" /
+                               "02_baseline_cnn.isic2018.csv")) == 11 for fold in (0, 1))
 
 
 def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path):
@@ -333,14 +344,59 @@ def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path
     assert [p.name for p in figures] == ["leak.png", "leak.svg"] and all(p.stat().st_size for p in figures)
 
 
-def _fold_run(task, frame, proba, accuracy):
+def _fold_run(task, frame, proba, accuracy, external=None, external_scores=None):
     from skinlib import outputs
 
     record = {"parameters": {"protocol": "grouped", "recipe": "corrected"},
               "metrics": {"test": {"metrics": {"accuracy": accuracy, "balanced_accuracy": accuracy}}}}
+    if external_scores is not None:
+        record["metrics"]["isic2018"] = {"metrics": external_scores}
     (task.folder / "results").mkdir(parents=True, exist_ok=True)
     (task.folder / "results" / f"{task.step.notebook}.json").write_text(json.dumps(record))
-    outputs.write_predictions(outputs.RunFolder(task.folder, task.step.number), frame, proba)
+    outputs.write_predictions(outputs.RunFolder(task.folder, task.step.number), frame, proba, external=external)
+
+
+def test_the_folds_ensemble_on_isic2018_is_their_mean_probability_beside_each_fold_model(tmp_path):
+    """Three folds, each also predicting the same 50 external images: the ensemble row scores the folds' mean
+    probability (evaluate.report on it), beside the mean and sd of the fold models' own ISIC 2018 scores."""
+    import numpy as np
+    import pandas as pd
+
+    from runner import report
+    from skinlib import evaluate
+
+    tasks = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["grouped"], [0], 3, []))
+    rng = np.random.default_rng(1)
+    external = pd.DataFrame({"image_id": [f"ISIC_99{i:03d}" for i in range(50)],
+                             "lesion_id": [f"ISIC_99{i:03d}" for i in range(50)], "label": rng.integers(0, 7, 50)})
+    probabilities = []
+    for fold, task in enumerate(tasks):
+        frame = pd.DataFrame({"image_id": [f"ISIC_{fold}{i:03d}" for i in range(30)],
+                              "lesion_id": [f"HAM_{fold}{i:03d}" for i in range(30)], "label": rng.integers(0, 7, 30)})
+        proba = rng.dirichlet(np.ones(7), 50)
+        proba[np.arange(50)[fold::3], external["label"][fold::3]] += 2  # each fold right on its own third
+        proba /= proba.sum(axis=1, keepdims=True)
+        probabilities.append(proba)
+        _fold_run(task, frame, rng.dirichlet(np.ones(7), 30), 0.5, external=(external, proba),
+                  external_scores={"accuracy": 0.3 + fold / 10, "balanced_accuracy": 0.2 + fold / 10})
+    outcomes = [runner.Outcome(t.step.notebook, "ok", 1.0) for t in tasks]
+    md_path, _, _ = report.write(tmp_path, tasks, outcomes)
+    row = pd.read_csv(tmp_path / "cv.csv").iloc[0]
+    expected = evaluate.report(external["label"].to_numpy(), np.mean(probabilities, axis=0),
+                               groups=external["lesion_id"].to_numpy(), seed=0)
+    assert row["isic2018_ensemble_balanced_accuracy"] == pytest.approx(100 * expected.balanced_accuracy)
+    assert [row["isic2018_ensemble_accuracy_low"], row["isic2018_ensemble_accuracy_high"]] == pytest.approx(
+        [100 * v for v in expected.intervals["accuracy"]])
+    assert (row["isic2018_fold_balanced_accuracy_mean"], row["isic2018_fold_balanced_accuracy_sd"]) == \
+        pytest.approx((30.0, 10.0))
+    assert row["isic2018_ensemble_accuracy"] > 60  # the three thirds together: the ensemble beats each fold
+    shown = md_path.read_text()
+    assert "ISIC 2018: folds' ensemble balanced accuracy" in shown and "30.0 ± 10.0" in shown
+
+    _fold_run(tasks[2], frame, rng.dirichlet(np.ones(7), 30), 0.5, external=(external.iloc[:40], proba[:40]))
+    with pytest.raises(ValueError, match="ISIC 2018 predictions are of different images"):
+        report.write(tmp_path, tasks, outcomes)
 
 
 def test_cross_validation_pools_the_folds_predictions_with_lesion_intervals(tmp_path):
