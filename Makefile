@@ -3,6 +3,7 @@
 #   make test   create .venv if missing, install, run the whole test suite
 # Options:  make run PROFILE=smoke DATA=/path/to/ham10000 ARGS="--only 01,02 --protocol grouped"
 #           EXTRAS=gpu,dev for the CUDA build of TensorFlow (default cpu,dev: tensorflow-cpu).
+#           make test TEST_WORKERS=1 runs the tests in one process (default 2 pytest-xdist workers).
 #           When no dataset is found, `make run` says what would be fetched from Harvard Dataverse and
 #           how large (2.8 GB), then asks before downloading when a terminal is attached; without a
 #           terminal it downloads nothing and stops. DOWNLOAD=yes downloads without asking;
@@ -15,6 +16,7 @@ PROFILE ?= full
 DATA ?= $(or $(SKINLIB_DATA),data/ham10000)
 ARGS ?=
 DOWNLOAD ?=
+TEST_WORKERS ?= 2
 comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -37,7 +39,7 @@ run: $(STAMP)
 	$(PY) run_all.py --profile $(PROFILE) --data $(DATA) $(DOWNLOAD_FLAG) $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(ARGS)
 
 clean-outputs:
 	rm -rf outputs

@@ -19,6 +19,12 @@ sys.path.insert(0, str(PROJECT))  # runner/ (run_all.py's helpers) sits beside r
 REAL_DATA = Path(os.environ.get("SKINLIB_TEST_DATA") or PROJECT.parent / "shared" / "data" / "ham10000")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (collection order otherwise): under pytest-xdist (``make test`` runs two workers) the long
+    notebook runs then start at once, spread over the workers, instead of one of them ending the session alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The shared real HAM10000 folder (metadata, images_200x150, 239 originals, masks), or skip."""
