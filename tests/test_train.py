@@ -152,6 +152,17 @@ def test_two_stages_freeze_then_unfreeze_and_merge_history(tmp_path):
     assert not np.array_equal(model.get_layer("block5_conv3").get_weights()[0], last_conv)  # "top" trained it
     assert {p.name for p in (tmp_path / "stage2_top").iterdir()} >= {"best.weights.h5", "last.weights.h5",
                                                                       "history.csv", "final.weights.h5"}
+    assert_done_holds_the_weights(model, tmp_path / "stage2_top")  # the study's recipe: the last epoch's
+
+
+def assert_done_holds_the_weights(model, folder):
+    """The finished stage's file (a copy of the recipe's checkpoint) holds exactly the model's weights at the end,
+    and no partial file is left beside it."""
+    again = keras.models.clone_model(model)
+    again.load_weights(folder / train.DONE)
+    for mine, theirs in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not list(folder.glob("partial.*"))
 
 
 def test_continued_stage_keeps_the_optimizer_state():
@@ -176,6 +187,7 @@ def test_corrected_recipe_ends_with_the_best_weights(tmp_path):
                         preprocess="unit")
     x = data["val"][0]
     np.testing.assert_allclose(model.predict(x, verbose=0), best.predict(x, verbose=0), rtol=1e-5)
+    assert_done_holds_the_weights(model, tmp_path / "stage1_all")
     assert history["val_loss"].min() == pytest.approx(
         keras.ops.convert_to_numpy(keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(
             keras.utils.to_categorical(data["val"][1], 7), model.predict(x, verbose=0))), rel=1e-3)
