@@ -4,7 +4,12 @@ import os
 import tempfile
 from pathlib import Path
 
-_SCRATCH = Path(tempfile.mkdtemp(prefix="skinlib-tests-"))
+# pytest-xdist's workers of one session share it (its caches are safe under concurrent writers, tests/test_images.py),
+# so the real data's duplicate search and image arrays are computed once per session, not once per worker
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_SCRATCH = (Path(tempfile.gettempdir()) / f"skinlib-tests-{_RUN}" if _RUN
+            else Path(tempfile.mkdtemp(prefix="skinlib-tests-")))
+_SCRATCH.mkdir(exist_ok=True)
 for _name, _sub in (("KERAS_HOME", "keras"), ("MPLCONFIGDIR", "matplotlib"), ("SKINLIB_CACHE", "cache")):
     os.environ.setdefault(_name, str(_SCRATCH / _sub))
 os.environ.setdefault("MPLBACKEND", "Agg")
