@@ -4,8 +4,9 @@
 GPUs present, else 1), ``--scheduler tcp://host:8786`` joins a running cluster, ``--cluster slurm`` (pbs, sge,
 lsf) starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.config/dask/jobqueue.yaml``: queue,
 walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]`` on Slurm; the other kinds in
-:data:`GPU_DIRECTIVE`). Each worker advertises the resource ``GPU=1`` and every task asks for it, so a worker runs
-one notebook at a time. 09 is submitted with its members' futures as arguments, so it starts after them. A
+:data:`GPU_DIRECTIVE`). A local worker has one thread; a batch job's or a running cluster's workers advertise the
+resource ``GPU=1`` and every task then asks for it: either way a worker runs one notebook at a time. Tasks are
+submitted as workers can take them (:func:`capacity`), in plan order. 09 is submitted with its members' futures as arguments, so it starts after them. A
 failing notebook is an :class:`~runner.Outcome`, not an exception: the others go on. A task whose worker died is run
 again by Dask (``retries``); finding its executed copy unfinished, it passes ``resume=True``, so training continues
 from its checkpoints.
@@ -102,7 +103,7 @@ def connect(workers: int | None, scheduler: str | None, cluster: str | None, thr
         started.scale(jobs=workers or 1)
         client = Client(started)
     else:
-        started = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=RESOURCES,
+        started = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address="127.0.0.1:0", env={name: str(threads) for name in THREAD_VARIABLES})
         client = Client(started)
     try:
@@ -121,26 +122,42 @@ def _asks_for_gpu(client) -> dict | None:
 def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int = 2, timeout: float | None = None,
               stream=None) -> list[Outcome]:
     """Submits the tasks not yet complete (09 with its members' futures), prints progress, and returns one outcome
-    per task in order (complete ones as "ok" without running)."""
+    per task in order (complete ones as "ok" without running).
+
+    No more tasks are submitted than the cluster can run at once (:func:`capacity`), the next as one ends: Dask
+    assigns a submitted task to a worker at once, and with every run its own task group it cannot tell that they
+    last minutes, so one worker could be handed a queue while another idles."""
     from distributed import as_completed
 
     stream = stream or sys.stderr
     resources = _asks_for_gpu(client)
     futures, done = {}, {}
+    pending = []
     for task in tasks:
         if is_complete(task):
             done[task.key] = Outcome(task.step.notebook, "ok", executed=task.executed, error="complete before")
-            continue
-        members = [futures.get(key) or done.get(key) for key in task.after]
-        if any(m is None for m in members):
+        elif any(key not in done and key not in {t.key for t in pending} for key in task.after):
             raise RunError(f"{task.key}: plan its members {task.after} before it")
-        futures[task.key] = client.submit(run_task, task, *members, threads=threads, timeout=timeout, key=task.key,
-                                          retries=retries, resources=resources, pure=False)
-    print(f"Sweep: {len(tasks)} run(s), {len(done)} complete already, {len(futures)} to run on "
+        else:
+            pending.append(task)
+    total = len(pending)
+    print(f"Sweep: {len(tasks)} run(s), {len(done)} complete already, {total} to run on "
           f"{len(client.scheduler_info().get('workers', {}))} worker(s). Dashboard: {client.dashboard_link}",
           file=stream, flush=True)
-    started, failed = time.perf_counter(), 0
-    for position, future in enumerate(as_completed(list(futures.values())), start=1):
+    running = as_completed()
+
+    def submit_more() -> None:
+        while pending and running.count() < capacity(client, resources):
+            task = pending.pop(0)  # in plan order: an ensemble's members are submitted before it
+            members = [futures.get(key) or done[key] for key in task.after]
+            futures[task.key] = client.submit(run_task, task, *members, threads=threads, timeout=timeout,
+                                              key=task.key, retries=retries, resources=resources, pure=False)
+            running.add(futures[task.key])
+
+    submit_more()
+    started, failed, position = time.perf_counter(), 0, 0
+    for future in running:
+        position += 1
         try:
             outcome = future.result()
         except Exception as error:  # the task itself broke (e.g. retries spent on dead workers)
@@ -149,12 +166,22 @@ def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int =
                               error=f"{type(error).__name__}: {error}")
         done[future.key] = outcome
         failed += outcome.status != "ok"
+        submit_more()
         elapsed = time.perf_counter() - started
-        running = sum(len(v) for v in client.processing().values())
-        eta = elapsed / position * (len(futures) - position)
-        print(f"[{position}/{len(futures)}] {future.key}: {outcome.describe()} | running {running}, failed {failed}, "
-              f"elapsed {format_interval(elapsed)}, ETA {format_interval(eta)}", file=stream, flush=True)
+        eta = elapsed / position * (total - position)
+        print(f"[{position}/{total}] {future.key}: {outcome.describe()} | running {running.count()}, "
+              f"failed {failed}, elapsed {format_interval(elapsed)}, ETA {format_interval(eta)}", file=stream,
+              flush=True)
     return [done[task.key] for task in tasks]
+
+
+def capacity(client, resources: dict | None) -> int:
+    """How many runs the cluster's workers take at once: one per GPU where tasks ask for one, else one per worker
+    thread; at least 1 (batch jobs still queued: the next is submitted as one ends)."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    if resources:
+        return max(1, sum(int((w.get("resources") or {}).get("GPU", 0)) for w in workers))
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
 
 
 def check_request(workers: int | None, scheduler: str | None, cluster: str | None) -> None:

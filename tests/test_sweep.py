@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 import runner
@@ -107,6 +108,30 @@ def test_on_dask_the_ensemble_starts_after_its_members_and_a_failure_stops_only_
     times = {(event, name): when for event, name, when in log}
     assert times[("start", "09_ensemble")] >= max(times[("end", "07_retrain_inception_v3")],
                                                    times[("end", "08_retrain_densenet201")])
+
+
+def test_runs_are_submitted_as_workers_free_up_so_no_worker_idles_behind_another_s_queue(
+        tmp_path, monkeypatch, threads_client):
+    """Eight runs on three one-thread workers: never more than three in flight, and the runs overlap three at a time
+    (Dask would otherwise hand every submitted run to a worker at once, some to a worker that is busy)."""
+    log, seen = [], []
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    monkeypatch.setattr(sweep, "execute", _fake_execute(log))
+    submit = threads_client.submit
+
+    def counted(*args, **kwargs):
+        seen.append(len([f for f in threads_client.futures.values() if f.status == "pending"]))
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(threads_client, "submit", counted)
+    tasks = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["study"], list(range(8)), None, []))
+    outcomes = sweep.run_sweep(tasks, threads_client, stream=open(os.devnull, "w"))
+    assert [o.status for o in outcomes] == ["ok"] * 8 and len(seen) == 8
+    assert max(seen) < 3  # at most two others in flight when one more is submitted
+    events = sorted((when, +1 if event == "start" else -1) for event, _, when in log)
+    overlap = max(np.cumsum([step for _, step in events]))
+    assert overlap == 3
 
 
 def _executed(path: Path, exception=None, end="2026-01-01T00:00:00"):
