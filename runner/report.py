@@ -198,20 +198,32 @@ def pooled_table(cv: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def figure_rows(result: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+    """The leak figure's recipe (the first in the sweep) and its rows: per notebook, that recipe's rows where the
+    notebook ran under it, else those of the notebook's own first recipe (e.g. the smoke profile's 05-08 train
+    under 'corrected'); the ensemble's rows, which name no recipe, too."""
+    named = result.dropna(subset=["recipe"])
+    recipe = named["recipe"].iloc[0] if len(named) else None
+    chosen = {notebook: (recipe if recipe in set(group["recipe"]) else group["recipe"].iloc[0])
+              for notebook, group in named.groupby("notebook", sort=False)}
+    keep = result["recipe"].isna() | (result["recipe"] == result["notebook"].map(chosen))
+    return recipe, result[keep]
+
+
 def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Per notebook: the study's reported test accuracy, ours under the study split and under the grouped split
-    (mean, 95 % interval over the runs), and balanced accuracy beside; PNG and SVG. Several recipes: the first."""
+    (mean, 95 % interval over the runs), and balanced accuracy beside; PNG and SVG. Several recipes: the first
+    (:func:`figure_rows`); a notebook that ran under another only says which under its name."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recipe = result["recipe"].dropna().iloc[0] if result["recipe"].notna().any() else None
-    # the ensemble's record names no recipe: its row is kept beside the first recipe's
-    rows = result[(result["recipe"] == recipe) | result["recipe"].isna()] if recipe is not None else result
+    recipe, rows = figure_rows(result)
     notebooks = [s.notebook for s in study.STEPS if s.notebook in set(rows["notebook"])]
     if not notebooks:
         return []
+    own = rows.dropna(subset=["recipe"]).groupby("notebook")["recipe"].first()  # a notebook run under another
     bars = [("the study's report", None, "#888888"), ("ours, study split", "study", "#d62728"),
             ("ours, grouped split", "grouped", "#1f77b4")]
     figure, axes = plt.subplots(2, 1, figsize=(max(7.5, 1.3 * len(notebooks) + 2), 8), sharex=True)
@@ -229,9 +241,13 @@ def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
                 values, errors = picked[f"{metric}_mean"].to_numpy(), picked[f"{metric}_ci95"].fillna(0).to_numpy()
             drawn = axis.bar(x + offset, values, width, yerr=errors, capsize=4, color=colour, label=label,
                              error_kw={"ecolor": "#333333", "elinewidth": 1.2})
-            axis.bar_label(drawn, labels=["" if np.isnan(v) else f"{v:.0f}" for v in values], label_type="center",
-                           color="white", fontsize=9, fontweight="bold")
-        axis.set_xticks(x, [f"{n[:2]}\n{(study.get(n).model or 'ensemble').replace('_', ' ')}" for n in notebooks],
+            inside = [not np.isnan(v) and v >= 8 for v in values]  # too short a bar: its figure goes above it
+            axis.bar_label(drawn, labels=[f"{v:.0f}" if i else "" for v, i in zip(values, inside)],
+                           label_type="center", color="white", fontsize=9, fontweight="bold")
+            axis.bar_label(drawn, labels=["" if i or np.isnan(v) else f"{v:.0f}" for v, i in zip(values, inside)],
+                           label_type="edge", padding=2, color="#333333", fontsize=9, fontweight="bold")
+        axis.set_xticks(x, [f"{n[:2]}\n{(study.get(n).model or 'ensemble').replace('_', ' ')}"
+                            + (f"\n(recipe {own[n]})" if own.get(n, recipe) != recipe else "") for n in notebooks],
                         fontsize=9)
         axis.set_title(title, loc="left")
         axis.set_ylabel("percent")

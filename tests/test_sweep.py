@@ -369,6 +369,21 @@ def test_the_report_gives_mean_and_sd_over_the_runs_and_the_leak_figure(tmp_path
     assert [p.name for p in figures] == ["leak.png", "leak.svg"] and all(p.stat().st_size for p in figures)
 
 
+def test_the_leak_figure_keeps_a_notebook_run_under_another_recipe_and_the_ensemble():
+    """The smoke profile trains 05-08 under 'corrected' and the rest under 'study': the figure shows the first
+    recipe's rows where a notebook has them, else the notebook's own, and the ensemble (no recipe) too."""
+    import pandas as pd
+
+    from runner import report
+
+    result = pd.DataFrame({"notebook": ["02_baseline_cnn", "02_baseline_cnn", "07_retrain_inception_v3", "09_ensemble"],
+                           "protocol": "study", "recipe": ["study", "corrected", "corrected", None]})
+    recipe, rows = report.figure_rows(result)
+    assert recipe == "study"
+    assert list(zip(rows["notebook"], rows["recipe"].fillna("-"))) == [
+        ("02_baseline_cnn", "study"), ("07_retrain_inception_v3", "corrected"), ("09_ensemble", "-")]
+
+
 def _fold_run(task, frame, proba, accuracy, external=None, external_scores=None):
     from skinlib import outputs
 
