@@ -106,9 +106,10 @@ def fold_ensemble(done: Sequence[Task]) -> dict[str, float]:
     from skinlib import evaluate
     from skinlib.classes import CLASSES
 
-    if not all(outputs.RunFolder(t.folder, t.step.number).predictions_of("isic2018").is_file() for t in done):
+    try:
+        tables = [outputs.read_predictions(t.folder, t.step.number, "isic2018").set_index("image_id") for t in done]
+    except FileNotFoundError:  # a fold without --isic2018
         return {}
-    tables = [outputs.read_predictions(t.folder, t.step.number, "isic2018").set_index("image_id") for t in done]
     first = tables[0]
     if any(not table.index.equals(first.index) for table in tables[1:]):
         raise ValueError(f"{done[0].folder.parent}: the folds' ISIC 2018 predictions are of different images; "

@@ -6,10 +6,10 @@ lsf) starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.co
 walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]`` on Slurm; the other kinds in
 :data:`GPU_DIRECTIVE`). A local worker has one thread; a batch job's or a running cluster's workers advertise the
 resource ``GPU=1`` and every task then asks for it: either way a worker runs one notebook at a time. Tasks are
-submitted as workers can take them (:func:`capacity`), in plan order. 09 is submitted with its members' futures as arguments, so it starts after them. A
-failing notebook is an :class:`~runner.Outcome`, not an exception: the others go on. A task whose worker died is run
-again by Dask (``retries``); finding its executed copy unfinished, it passes ``resume=True``, so training continues
-from its checkpoints.
+submitted as workers can take them (:func:`capacity`), in plan order. 09 is submitted with its members' futures as
+arguments, so it starts after them. A failing notebook is an :class:`~runner.Outcome`, not an exception: the others
+go on. A task whose worker died is run again by Dask (``retries``); finding its executed copy unfinished, it passes
+``resume=True``, so training continues from its checkpoints.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from runner.profiles import NOTEBOOKS_DIR, PROJECT, RunError
 CLUSTERS = ("slurm", "pbs", "sge", "lsf")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                     "TF_NUM_INTEROP_THREADS")
-RESOURCES = {"GPU": 1}
+GPU_RESOURCE = {"GPU": 1}
+"""What a task asks of a batch job's or a running cluster's worker, whose workers advertise it: one GPU."""
 GPU_DIRECTIVE = {"slurm": "'--gres=gpu:1'", "pbs": "'-l ngpus=1'", "sge": "'-l gpu=1'", "lsf": "'-gpu num=1'"}
 """How a job of each ``--cluster`` kind asks its batch scheduler for one GPU, for the jobqueue.yaml example (sites
 differ: PBS Pro takes ngpus, SGE a site-defined complex such as gpu, LSF 10.1+ ``-gpu``)."""
@@ -116,7 +117,7 @@ def connect(workers: int | None, scheduler: str | None, cluster: str | None, thr
 
 def _asks_for_gpu(client) -> dict | None:
     workers = client.scheduler_info().get("workers", {}).values()
-    return RESOURCES if workers and all("GPU" in (w.get("resources") or {}) for w in workers) else None
+    return GPU_RESOURCE if workers and all("GPU" in (w.get("resources") or {}) for w in workers) else None
 
 
 def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int = 2, timeout: float | None = None,
@@ -132,14 +133,15 @@ def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int =
     stream = stream or sys.stderr
     resources = _asks_for_gpu(client)
     futures, done = {}, {}
-    pending = []
+    pending, planned = [], set()
     for task in tasks:
         if is_complete(task):
             done[task.key] = Outcome(task.step.notebook, "ok", executed=task.executed, error="complete before")
-        elif any(key not in done and key not in {t.key for t in pending} for key in task.after):
+        elif any(key not in done and key not in planned for key in task.after):
             raise RunError(f"{task.key}: plan its members {task.after} before it")
         else:
             pending.append(task)
+            planned.add(task.key)
     total = len(pending)
     print(f"Sweep: {len(tasks)} run(s), {len(done)} complete already, {total} to run on "
           f"{len(client.scheduler_info().get('workers', {}))} worker(s). Dashboard: {client.dashboard_link}",

@@ -263,10 +263,10 @@ def read_predictions(out_dir: str | Path, step: str, part: str = "test"):
     none."""
     import pandas as pd
 
-    path = RunFolder(out_dir, step).predictions_of(part)
+    run = RunFolder(out_dir, step)
+    path = run.predictions_of(part)
     if not path.is_file():
         hint = " with isic2018_dir set" if part == "isic2018" else ""
-        raise FileNotFoundError(f"no {part} predictions of {RunFolder(out_dir, step).notebook} at '{path}': run "
-                                f"notebooks/{RunFolder(out_dir, step).notebook}.ipynb with "
-                                f"out_dir={str(out_dir)!r}{hint}")
+        raise FileNotFoundError(f"no {part} predictions of {run.notebook} at '{path}': run "
+                                f"notebooks/{run.notebook}.ipynb with out_dir={str(out_dir)!r}{hint}")
     return pd.read_csv(path, dtype={name: str for name in PREDICTION_IDS[:2]})
