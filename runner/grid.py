@@ -5,7 +5,8 @@ protocol; the study's protocols are one fixed split and get no folds) and ``-p``
 (``-p 'recipe=study|corrected'``, ``-p 'image_size=[64, 64]|[75, 100]'``): a ``|`` outside brackets and quotes
 separates the values of a list, so ``[75, 75]`` stays one value, a list. Every point of the cross product runs the
 selected notebooks into ``<out>/<protocol>/<recipe>/seed<k>[/fold<j>]/`` (another listed parameter adds a
-``<name>=<value>`` folder after the recipe). A run is complete when its record is present and its executed notebook
+``<name>=<value>`` folder after the recipe; ``<recipe>`` is ``default`` when neither a list nor one ``-p recipe=``
+names it, each notebook then running under its own). A run is complete when its record is present and its executed notebook
 finished without an error; a run that left an executed copy without completing is resumed (``resume=True``).
 """
 
@@ -114,7 +115,8 @@ def _segment(value: Any) -> str:
 
 
 def folder_of(out_dir: Path, point: Mapping[str, Any], recipe: str = "default") -> Path:
-    """``<out>/<protocol>/<recipe>/[<name>=<value>/]seed<k>[/fold<j>]``."""
+    """``<out>/<protocol>/<recipe>/[<name>=<value>/]seed<k>[/fold<j>]``; ``recipe``: the one every notebook runs
+    under when the sweep does not list it ("default": each notebook's own)."""
     folder = out_dir / point["protocol"]
     listed = {name: value for _, name, value in point["listed"]}
     folder /= _segment(listed.pop("recipe", recipe))
@@ -140,8 +142,9 @@ def plan(steps: Sequence[study.Step], profile_name: str, out_dir: Path, run_valu
          overrides: Mapping, grid: Sequence[Mapping[str, Any]]) -> list[Task]:
     """Every task of the sweep, 09 after the members that run in the same folder."""
     tasks = []
+    fixed = overrides.get(None, {}).get("recipe", "default")  # -p recipe=corrected names its folder
     for point in grid:
-        folder = folder_of(out_dir, point)
+        folder = folder_of(out_dir, point, fixed)
         values = {**run_values, "out_dir": str(folder), "protocol": point["protocol"], "resume": False}
         planned = plan_parameters(steps, profile_name, values, point_overrides(overrides, point))
         here = {step.number: f"{folder.relative_to(out_dir).as_posix()}/{step.notebook}" for step in steps}

@@ -70,6 +70,9 @@ def test_the_ensemble_waits_for_its_own_members(tmp_path):
     trained = next(t for t in tasks if t.key == "grouped/default/seed1/fold1/07_retrain_inception_v3")
     assert (trained.parameters["seed"], trained.parameters["folds"], trained.parameters["fold"]) == (1, 2, 1)
     assert trained.parameters["protocol"] == "grouped" and trained.parameters["resume"] is False
+    fixed = grid.plan(steps, "smoke", tmp_path, {"data_dir": "/d"}, {None: {"recipe": "corrected"}},
+                      grid.points(["grouped"], [0], None, []))
+    assert {t.key.rsplit("/", 1)[0] for t in fixed} == {"grouped/corrected/seed0"}  # a fixed recipe names its folder
 
 
 def _fake_execute(log, fail=()):
