@@ -6,8 +6,9 @@ protocol; the study's protocols are one fixed split and get no folds) and ``-p``
 separates the values of a list, so ``[75, 75]`` stays one value, a list. Every point of the cross product runs the
 selected notebooks into ``<out>/<protocol>/<recipe>/seed<k>[/fold<j>]/`` (another listed parameter adds a
 ``<name>=<value>`` folder after the recipe; ``<recipe>`` is ``default`` when neither a list nor one ``-p recipe=``
-names it, each notebook then running under its own). A run is complete when its record is present and its executed notebook
-finished without an error; a run that left an executed copy without completing is resumed (``resume=True``).
+names it, each notebook then running under its own). A run is complete when its record is present and its executed
+notebook finished without an error; a run that left an executed copy without completing is resumed
+(``resume=True``).
 """
 
 from __future__ import annotations

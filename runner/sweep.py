@@ -1,15 +1,16 @@
 """A sweep's tasks on Dask distributed: one notebook run per task, each pinned to one GPU with bounded CPU threads.
 
-``--workers N`` starts a ``distributed.LocalCluster`` of N single-threaded worker processes (N defaults to the
-GPUs present, else 1), ``--scheduler tcp://host:8786`` joins a running cluster, ``--cluster slurm`` (pbs, sge,
-lsf) starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.config/dask/jobqueue.yaml``: queue,
+``--workers N`` starts a ``distributed.LocalCluster`` of N single-threaded worker processes (N defaults to the GPUs
+present, else 1), ``--scheduler tcp://host:8786`` joins a running cluster, ``--cluster slurm`` (pbs, sge, lsf)
+starts ``dask_jobqueue`` jobs configured by the user's Dask config (``~/.config/dask/jobqueue.yaml``: queue,
 walltime, memory, and one GPU per job, e.g. ``job_extra_directives: ["--gres=gpu:1"]`` on Slurm; the other kinds in
 :data:`GPU_DIRECTIVE`). A local worker has one thread; a batch job's or a running cluster's workers advertise the
 resource ``GPU=1`` and every task then asks for it: either way a worker runs one notebook at a time. Tasks are
-submitted as workers can take them (:func:`capacity`), in plan order. 09 is submitted with its members' futures as
-arguments, so it starts after them. A failing notebook is an :class:`~runner.Outcome`, not an exception: the others
-go on. A task whose worker died is run again by Dask (``retries``); finding its executed copy unfinished, it passes
-``resume=True``, so training continues from its checkpoints.
+submitted as workers can take them (:func:`capacity`), in plan order, except that 09 waits for its members to end
+before it is submitted (with their outcomes), so it never holds a worker idle. A failing notebook is an
+:class:`~runner.Outcome`, not an exception: the others go on. A task whose worker died is run again by Dask
+(``retries``); finding its executed copy unfinished, it passes ``resume=True``, so training continues from its
+checkpoints.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _asks_for_gpu(client) -> dict | None:
 
 def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int = 2, timeout: float | None = None,
               stream=None) -> list[Outcome]:
-    """Submits the tasks not yet complete (09 with its members' futures), prints progress, and returns one outcome
+    """Submits the tasks not yet complete (09 once its members ended), prints progress, and returns one outcome
     per task in order (complete ones as "ok" without running).
 
     No more tasks are submitted than the cluster can run at once (:func:`capacity`), the next as one ends: Dask
@@ -149,11 +150,15 @@ def run_sweep(tasks: Sequence[Task], client, *, threads: int = 1, retries: int =
     running = as_completed()
 
     def submit_more() -> None:
-        while pending and running.count() < capacity(client, resources):
-            task = pending.pop(0)  # in plan order: an ensemble's members are submitted before it
-            members = [futures.get(key) or done[key] for key in task.after]
-            futures[task.key] = client.submit(run_task, task, *members, threads=threads, timeout=timeout,
-                                              key=task.key, retries=retries, resources=resources, pure=False)
+        while running.count() < capacity(client, resources):
+            # in plan order, skipping an ensemble whose members still run: it would hold a worker while it waits
+            task = next((t for t in pending if all(key in done for key in t.after)), None)
+            if task is None:
+                return
+            pending.remove(task)
+            futures[task.key] = client.submit(run_task, task, *(done[key] for key in task.after), threads=threads,
+                                              timeout=timeout, key=task.key, retries=retries, resources=resources,
+                                              pure=False)
             running.add(futures[task.key])
 
     submit_more()

@@ -137,6 +137,27 @@ def test_runs_are_submitted_as_workers_free_up_so_no_worker_idles_behind_another
     assert overlap == 3
 
 
+def test_an_ensemble_waiting_for_its_members_leaves_its_worker_to_the_next_run(tmp_path, monkeypatch, threads_client):
+    """07, 08 and 09 for two seeds on three workers: while seed 0's 09 waits, the third worker takes seed 1's 07."""
+    log = []
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    fake = _fake_execute([])
+    monkeypatch.setattr(sweep, "execute", lambda notebook, executed, parameters, **kw: (
+        log.append(("start", executed, time.perf_counter())), fake(notebook, executed, parameters, **kw),
+        log.append(("end", executed, time.perf_counter())))[1])
+    tasks = grid.plan(runner.select("07,08,09"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["study"], [0, 1], None, []))
+    outcomes = sweep.run_sweep(tasks, threads_client, stream=open(os.devnull, "w"))
+    assert [o.status for o in outcomes] == ["ok"] * 6
+    times = {(event, executed.relative_to(tmp_path).as_posix()): when for event, executed, when in log}
+    first = "study/default/seed0/notebooks/07_retrain_inception_v3.ipynb"
+    assert times[("start", first.replace("seed0", "seed1"))] < times[("end", first)]
+    for seed in (0, 1):
+        folder = f"study/default/seed{seed}/notebooks"
+        ensemble, member = f"{folder}/09_ensemble.ipynb", f"{folder}/08_retrain_densenet201.ipynb"
+        assert times[("start", ensemble)] >= times[("end", member)]
+
+
 def _executed(path: Path, exception=None, end="2026-01-01T00:00:00"):
     path.parent.mkdir(parents=True, exist_ok=True)
     notebook = nbformat.v4.new_notebook()
