@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinlib import data, ensemble, outputs
+from skinlib import bootstrap, data, ensemble, outputs
 
 
 def seed_folders(root: Path) -> list[Path]:
@@ -60,11 +60,28 @@ def compared(test, probas: dict, reference: str, seed: int, title: str = "") -> 
     return table
 
 
+def macro_f1_gain(test, reference, other, seed: int) -> dict[str, float]:
+    """``reference``'s macro F1 minus ``other``'s (test probabilities of two models on the same images), with a
+    paired 95 % percentile interval resampling lesions (``ensemble.compare`` gives accuracy and balanced accuracy);
+    printed, and returned as ``macro_f1_gain``, ``_low``, ``_high``."""
+    labels = test["label"].to_numpy()
+    pair = (labels, np.asarray(reference).argmax(axis=1), np.asarray(other).argmax(axis=1))
+    gain = bootstrap.paired_difference(bootstrap.macro_f1)  # over the classes present, as compare's macro_f1
+    values = bootstrap.bootstrap_values(gain, *pair, groups=test["lesion_id"].to_numpy(), seed=seed)
+    low, high = bootstrap.percentile_interval(values)
+    found = {"macro_f1_gain": float(gain(*pair)), "macro_f1_gain_low": low, "macro_f1_gain_high": high}
+    print(f"macro_f1_gain: {100 * found['macro_f1_gain']:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}] "
+          "(paired, lesions resampled)")
+    return found
+
+
 def print_mean_gains(gains: list, what: str) -> None:
     """The mean ± sd over seeds of ``ensemble.compare``'s gains (rows of one table per seed), in points."""
     frame = pd.DataFrame(gains)
     print(f"\nGain of {what} over {len(frame)} seed(s), mean ± sd (percentage points):")
-    for metric in ("accuracy_gain", "balanced_accuracy_gain"):
+    for metric in ("accuracy_gain", "balanced_accuracy_gain", "macro_f1_gain"):
+        if metric not in frame:
+            continue
         values = 100 * frame[metric].to_numpy(dtype=float)
         spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
         print(f"  {metric}: {values.mean():+.1f} ± {spread:.1f}")

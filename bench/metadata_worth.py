@@ -1,15 +1,16 @@
 """What the patient's metadata is worth to one notebook: its image-only model against the same notebook trained
-with ``-p 'metadata=["age","sex","localization"]'``, scored on the same test images.
+with ``-p 'metadata=["age","sex","localization"]'``, scored on the same test images. One sweep trains both:
 
-    python run_all.py --protocol grouped --only 02 -p recipe=corrected --seeds 0,1,2 --out runs/image
     python run_all.py --protocol grouped --only 02 -p recipe=corrected --seeds 0,1,2 \\
-        -p 'metadata=["age","sex","localization"]' --out runs/fused
-    python bench/metadata_worth.py runs/image runs/fused --notebook 02_baseline_cnn
+        -p 'metadata=None|["age","sex","localization"]' --out runs/metadata
+    python bench/metadata_worth.py runs/metadata/grouped/corrected/metadata=None \\
+        runs/metadata/grouped/corrected/metadata=age-sex-localization --notebook 02_baseline_cnn
 
 For each seed it checks that the two records describe the same test set, rebuilds it, predicts with both exported
 models (the fused one with the test images' metadata) and prints ``ensemble.compare``'s table with the fused model
 as the reference: its gain in accuracy and balanced accuracy with a paired 95 % interval over lesions, and the
-clustered McNemar test. A last line gives the mean gain over the seeds.
+clustered McNemar test, then its gain in macro F1 with the same kind of interval. The last lines give the mean gains
+over the seeds.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from _paired import compared, paired_runs, print_mean_gains  # noqa: E402  (bench/ is the script's folder)
+from _paired import compared, macro_f1_gain, paired_runs, print_mean_gains  # noqa: E402  (bench/ is the script's folder)
 
 from skinlib import data, evaluate, export, settings  # noqa: E402
 
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
                                          tta=parameters.get("tta"),  # records written before the parameter: None
                                          metadata=vectors if parameters.get("metadata") else None)
                   for name, folder, parameters in (("fused", fused_folder, fused), ("image_only", plain_folder, plain))}
-        gains.append(compared(test, probas, "fused", plain["seed"]).loc["image_only"])
+        gain = compared(test, probas, "fused", plain["seed"]).loc["image_only"]
+        gains.append({**gain, **macro_f1_gain(test, probas["fused"], probas["image_only"], plain["seed"])})
     print_mean_gains(gains, "the fused model")
     return 0
 

@@ -177,10 +177,31 @@ def test_metadata_worth_compares_image_only_and_fused_on_the_same_test_images(sy
     output = run_script("bench/metadata_worth.py", str(tmp_path / "image"), str(tmp_path / "fused"),
                         "--data", str(synthetic_data))
     assert output.count("test images") == 1 and "balanced_accuracy_gain: " in output
+    assert "macro_f1_gain: " in output
     swapped = subprocess.run([sys.executable, "bench/metadata_worth.py", str(tmp_path / "fused"),
                               str(tmp_path / "image"), "--data", str(synthetic_data)], cwd=PROJECT,
                              capture_output=True, text=True)
     assert swapped.returncode != 0 and "expected" in swapped.stderr and "without metadata" in swapped.stderr
+
+
+def test_the_macro_f1_gain_is_sklearn_s_difference_with_a_lesion_interval(monkeypatch, capsys):
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    monkeypatch.syspath_prepend(str(PROJECT / "bench"))
+    from _paired import macro_f1_gain
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 120)
+    lesions = np.repeat(np.arange(40), 3)
+    good = np.eye(4)[np.where(rng.random(120) < 0.7, labels, rng.integers(0, 4, 120))]
+    poor = np.eye(4)[np.where(rng.random(120) < 0.4, labels, rng.integers(0, 4, 120))]
+    found = macro_f1_gain(pd.DataFrame({"label": labels, "lesion_id": lesions}), good, poor, seed=0)
+    expected = (f1_score(labels, good.argmax(1), average="macro", zero_division=0)
+                - f1_score(labels, poor.argmax(1), average="macro", zero_division=0))
+    assert found["macro_f1_gain"] == pytest.approx(expected)
+    assert found["macro_f1_gain_low"] < expected < found["macro_f1_gain_high"]
+    assert "macro_f1_gain: " in capsys.readouterr().out
 
 
 def test_source_probe_on_a_subset(real_data):
