@@ -184,12 +184,10 @@ def test_metadata_worth_compares_image_only_and_fused_on_the_same_test_images(sy
     assert swapped.returncode != 0 and "expected" in swapped.stderr and "without metadata" in swapped.stderr
 
 
-def test_the_macro_f1_gain_is_sklearn_s_difference_with_a_lesion_interval(monkeypatch, capsys):
+def test_the_macro_f1_gain_is_sklearn_s_difference_with_a_lesion_interval(capsys):
     import pandas as pd
-    from sklearn.metrics import f1_score
-
-    monkeypatch.syspath_prepend(str(PROJECT / "bench"))
     from _paired import macro_f1_gain
+    from sklearn.metrics import f1_score
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 120)
