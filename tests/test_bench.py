@@ -202,6 +202,40 @@ def test_the_macro_f1_gain_is_sklearn_s_difference_with_a_lesion_interval(capsys
     assert "macro_f1_gain: " in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # the guesses call absent classes
+def test_source_shift_compares_the_source_out_model_with_the_folds_on_the_held_out_images(tmp_path):
+    import pandas as pd
+    from sklearn.metrics import balanced_accuracy_score
+
+    from skinlib import outputs
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"image_id": [f"ISIC_{k:07d}" for k in range(60)],
+                          "lesion_id": [f"HAM_{k // 2:07d}" for k in range(60)], "label": rng.integers(0, 5, 60)})
+    source = frame.index < 24  # the held-out source: the first 24 images
+
+    def run(folder, part, proba, parameters):
+        folder = outputs.RunFolder(folder, "02")
+        outputs.write_predictions(folder, part, proba)
+        outputs.write_record(folder, {"parameters": parameters, "data": {"train": {"total": 100 + len(part)}}})
+
+    truth = np.eye(7)[frame["label"]]
+    guess = np.where(rng.random((60, 1)) < 0.5, truth, np.eye(7)[rng.integers(0, 7, 60)])
+    for fold, rows in enumerate((frame.index % 2 == 0, frame.index % 2 == 1)):
+        run(tmp_path / "cv" / f"fold{fold}", frame[rows], truth[rows], {"protocol": "grouped"})
+    held = tmp_path / "out" / "source=a" / "seed-default"
+    run(held, frame[source], guess[source], {"protocol": "source_out", "source": "a"})
+    output = run_script("bench/source_shift.py", str(tmp_path / "out" / "source=a"), "--cv", str(tmp_path / "cv"),
+                        "--bootstrap", "200")
+    expected = balanced_accuracy_score(frame["label"][source], guess[source].argmax(1))
+    assert f"held_out {100 * expected:.1f} [" in output and "cv 100.0 [100.0, 100.0]" in output
+    assert f"held out - cv {100 * (expected - 1):+.1f} [" in output and "24 images, 12 lesions" in output
+    assert "2 folds, 60 test images" in output
+    twice = subprocess.run([sys.executable, "bench/source_shift.py", str(held), "--cv", str(tmp_path / "cv" / ".."),
+                            "--bootstrap", "10"], cwd=PROJECT, capture_output=True, text=True)
+    assert twice.returncode != 0 and "no fold<j> folders" in twice.stderr
+
+
 def test_source_probe_on_a_subset(real_data):
     output = run_script("bench/source_probe.py", "--subset", "200", "--size", "24", "32", "--data", str(real_data),
                         "--images", "images_200x150")
