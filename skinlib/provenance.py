@@ -131,6 +131,7 @@ class SourceProbe:
     majority_rate: float
     confusion: pd.DataFrame
     within: str | None = None
+    inputs: str = "colour statistics"
 
     def to_frame(self) -> pd.DataFrame:
         """The probe's scores beside what guessing gets: balanced accuracy (95 % interval over lesions) against
@@ -150,24 +151,30 @@ class SourceProbe:
 
     def summary(self) -> str:
         scope = f" (dx {self.within} only)" if self.within else ""
-        return (f"source probe{scope}: {self.images:,} images of {self.lesions:,} lesions, {self.folds} lesion-"
+        return (f"source probe on {self.inputs}{scope}: {self.images:,} images of {self.lesions:,} lesions, {self.folds} lesion-"
                 f"grouped folds: balanced accuracy {self.balanced_accuracy:.3f} [{self.interval[0]:.3f}, "
                 f"{self.interval[1]:.3f}] vs chance {self.chance:.3f}; accuracy {self.accuracy:.3f} vs "
                 f"{self.majority_rate:.3f} always {self.majority_source}")
 
 
-def probe(meta: pd.DataFrame, images, folds: int = 5, seed: int = 0, within: str | None = None,
-          n_bootstrap: int = 1000) -> SourceProbe:
+def probe(meta: pd.DataFrame, images=None, folds: int = 5, seed: int = 0, within: str | None = None,
+          n_bootstrap: int = 1000, features: np.ndarray | None = None) -> SourceProbe:
     """Predict each image's source from its :func:`colour_features` alone, out of fold.
 
     A standardised multinomial logistic regression, scored by ``folds``-fold cross-validation grouped by
     ``lesion_id`` and stratified by source (``cross_val_predict`` with ``StratifiedGroupKFold``). ``within``:
     only the images of one class (e.g. ``"nv"``), so the source cannot be read off the diagnosis. The
     balanced accuracy's interval resamples lesions (:func:`skinlib.bootstrap.bootstrap_interval`).
+    ``features``: one row per metadata row, used instead of the images' colour statistics (e.g.
+    ``data.encoding.encode(meta, ("age", "sex", "localization"))``: how much the patient's metadata tells the
+    source); give ``images`` or ``features``.
     """
     _check_source(meta, "provenance.probe")
-    if len(images) != len(meta):
-        raise ValueError(f"provenance.probe: {len(images)} images for {len(meta)} metadata rows")
+    if (images is None) == (features is None):
+        raise ValueError("provenance.probe: give the images (colour statistics) or features, one of the two")
+    given, what = (images, "images") if features is None else (features, "feature rows")
+    if len(given) != len(meta):
+        raise ValueError(f"provenance.probe: {len(given)} {what} for {len(meta)} metadata rows")
     keep = meta[SOURCE].notna().to_numpy()
     if within is not None:
         if within not in set(meta["dx"]):
@@ -184,7 +191,9 @@ def probe(meta: pd.DataFrame, images, folds: int = 5, seed: int = 0, within: str
     folds = min(folds, int(counts.min()), frame["lesion_id"].nunique())
     if folds < 2:
         raise ValueError(f"provenance.probe: too few images per source for two folds ({dict(counts)})")
-    features = colour_features(images[rows] if isinstance(images, np.ndarray) else np.asarray(images)[rows])
+    inputs = "colour statistics" if features is None else "the given features"
+    features = (colour_features(images[rows] if isinstance(images, np.ndarray) else np.asarray(images)[rows])
+                if features is None else np.asarray(features, dtype=np.float64)[rows])
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with threadpool_limits(limits=1, user_api="blas"):  # small matrices: BLAS threads only contend for the cores
@@ -201,4 +210,4 @@ def probe(meta: pd.DataFrame, images, folds: int = 5, seed: int = 0, within: str
         majority_source=str(counts.index[0]), majority_rate=float(counts.iloc[0] / len(frame)),
         confusion=pd.DataFrame(metrics.confusion_matrix(truth, guess, labels=range(len(names))),
                                index=pd.Index(names, name="source"), columns=pd.Index(names, name="predicted")),
-        within=within)
+        within=within, inputs=inputs)

@@ -240,6 +240,6 @@ def test_source_probe_on_a_subset(real_data):
     output = run_script("bench/source_probe.py", "--subset", "200", "--size", "24", "32", "--data", str(real_data),
                         "--images", "images_200x150")
     rows = table_rows(output)
-    assert [row[0] for row in rows] == ["all", "nv"]
-    assert all(0.0 <= float(row[3]) <= 1.0 and row[5] == "0.250" for row in rows)
+    assert [row[:2] for row in rows] == [["colour", "all"], ["colour", "nv"], ["metadata", "all"], ["metadata", "nv"]]
+    assert all(0.0 <= float(row[4]) <= 1.0 and row[6] == "0.250" for row in rows)
     assert "vidir_molemax" in output and "nv share" in output

@@ -52,6 +52,21 @@ def test_probe_finds_a_tint_and_not_noise():
     assert frame.loc["accuracy", "guessing"] == found.majority_rate
 
 
+def test_probe_on_given_features_such_as_the_metadata():
+    meta, images = tinted(240)
+    telling = np.eye(4)[[SOURCES.index(v) for v in meta["dataset"]]]  # a feature that names the source
+    found = provenance.probe(meta, features=telling, n_bootstrap=50)
+    assert found.balanced_accuracy == 1.0 and found.inputs == "the given features"
+    assert "source probe on the given features" in found.summary()
+    noise = np.random.default_rng(0).normal(size=(240, 4))
+    assert provenance.probe(meta, features=noise, n_bootstrap=50).balanced_accuracy < 0.5
+    for images_given, features in ((images, telling), (None, None)):
+        with pytest.raises(ValueError, match="give the images .* or features, one of the two"):
+            provenance.probe(meta, images_given, features=features)
+    with pytest.raises(ValueError, match="10 feature rows for 240"):
+        provenance.probe(meta, features=telling[:10])
+
+
 def test_probe_within_one_class_and_its_errors():
     meta, images = tinted(240)
     nevi = provenance.probe(meta, images, within="nv", n_bootstrap=50)
