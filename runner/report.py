@@ -4,6 +4,8 @@ study split and the grouped split, balanced accuracy beside). Under cross-valida
 folds are also pooled (``cv.csv``): every image predicted once, by the fold model that did not train on it, scored
 together with lesion-level intervals (``skinlib.evaluate.report``); where the runs were also tested on ISIC 2018
 (``--isic2018``), the fold models' mean probability there (the folds' ensemble) beside each fold model's score.
+A parameter the sweep lists other than the recipe (``-p 'metadata=None|[...]'``) is a key too: a column, and a row
+per value. The subgroup metrics of the runs' records are summarised over the runs (``runner.subgroup_report``).
 Records are read through ``runner.results.collect`` (``skinlib.outputs.read_records`` and ``headline``),
 predictions through ``skinlib.outputs.read_predictions``."""
 
@@ -19,6 +21,7 @@ import pandas as pd
 from runner.execute import Outcome
 from runner.grid import Task
 from runner.results import collect, write_text
+from runner.subgroup_report import listed_values, subgroup_lines
 from skinlib import outputs, study
 
 METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_auc", "test_melanoma_sensitivity")
@@ -31,8 +34,16 @@ EXTERNAL = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy"}
 own scores there (``isic2018_fold_<name>_mean`` / ``_sd``), percent."""
 
 
+def keys(tasks: Sequence[Task]) -> tuple[str, ...]:
+    """The report's row keys: notebook, protocol, recipe and each parameter the sweep lists besides the recipe, so
+    that runs of two values of it (image only and with metadata, say) are never pooled into one row."""
+    names = [name for task in tasks for name in listed_values(task.point)]
+    return (*KEYS, *dict.fromkeys(names))
+
+
 def runs(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
-    """One row per completed notebook run with a results row: its metrics (percent), protocol, recipe, seed, fold."""
+    """One row per completed notebook run with a results row: its metrics (percent), protocol, recipe, each listed
+    parameter's value, seed, fold."""
     by_folder: dict[Path, list[int]] = {}
     for position, task in enumerate(tasks):
         by_folder.setdefault(task.folder, []).append(position)
@@ -40,18 +51,19 @@ def runs(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
     for folder, positions in by_folder.items():
         table = collect(folder, [outcomes[p] for p in positions], [tasks[p].step for p in positions])
         point = tasks[positions[0]].point
-        frames.append(table[table["status"] == "ok"].assign(seed=point["seed"], fold=point["fold"],
-                                                            folder=str(folder)))
-    columns = [*KEYS, "seed", "fold", "folder", *METRICS]
+        frames.append(table[table["status"] == "ok"].assign(**listed_values(point), seed=point["seed"],
+                                                            fold=point["fold"], folder=str(folder)))
+    columns = [*keys(tasks), "seed", "fold", "folder", *METRICS]
     found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return found[columns]
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation and 95 % t interval half-width over the runs of each notebook x protocol x recipe."""
+def summary(table: pd.DataFrame, by: Sequence[str] = KEYS) -> pd.DataFrame:
+    """Mean, standard deviation and 95 % t interval half-width over the runs of each notebook x protocol x recipe
+    (x listed parameter: ``by``, :func:`keys`)."""
     from scipy import stats
 
-    grouped = table.groupby(list(KEYS), sort=False, dropna=False)[list(METRICS)]
+    grouped = table.groupby(list(by), sort=False, dropna=False)[list(METRICS)]
     means, sds, counts = grouped.mean(), grouped.std(ddof=1), grouped.count()
     half = sds * stats.t.ppf(0.975, (counts - 1).clip(lower=1)) / np.sqrt(counts)
     result = means.add_suffix("_mean").join(sds.add_suffix("_sd")).join(half.add_suffix("_ci95"))
@@ -85,14 +97,14 @@ def pooled(tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> pd.DataFrame:
         parameters = outputs.read_record(done[0].folder, done[0].step.number).get("parameters") or {}
         row = {"notebook": notebook, "protocol": done[0].point["protocol"], "recipe": parameters.get("recipe"),
                "seed": done[0].point["seed"], "folds": count, "images": len(frame),
-               "lesions": frame["lesion_id"].nunique()}
+               "lesions": frame["lesion_id"].nunique(), **listed_values(done[0].point)}
         for column, name in POOLED.items():
             low, high = scored.intervals[name]
             row.update({f"oof_{column}": 100 * getattr(scored, name), f"oof_{column}_low": 100 * low,
                         f"oof_{column}_high": 100 * high})
         row.update(fold_ensemble(done))
         rows.append(row)
-    columns = [*KEYS, "seed", "folds", "images", "lesions",
+    columns = [*keys(tasks), "seed", "folds", "images", "lesions",
                *(f"oof_{c}{end}" for c in POOLED for end in ("", "_low", "_high")),
                *(f"isic2018_ensemble_{c}{end}" for c in EXTERNAL for end in ("", "_low", "_high")),
                *(f"isic2018_fold_{c}_{end}" for c in EXTERNAL for end in ("mean", "sd"))]
@@ -129,27 +141,28 @@ def fold_ensemble(done: Sequence[Task]) -> dict[str, float]:
     return row
 
 
-def with_pooled(result: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
+def with_pooled(result: pd.DataFrame, cv: pd.DataFrame, by: Sequence[str] = KEYS) -> pd.DataFrame:
     """``result`` (:func:`summary`) with the pooled out-of-fold columns: the mean over seeds of each seed's pooled
     figure, and its interval where the row has one seed (``cv.csv`` has every seed's)."""
     if cv.empty:
         return result
-    grouped = cv.groupby(list(KEYS), sort=False, dropna=False)
+    grouped = cv.groupby(list(by), sort=False, dropna=False)
     merged = grouped[[f"oof_{c}" for c in POOLED]].mean()
     single = grouped.size() == 1
     for column in POOLED:
         for end in ("_low", "_high"):
             merged[f"oof_{column}{end}"] = grouped[f"oof_{column}{end}"].first().where(single)
-    return result.merge(merged.reset_index(), on=list(KEYS), how="left")
+    return result.merge(merged.reset_index(), on=list(by), how="left")
 
 
 def write(out_dir: Path, tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> tuple[Path, Path, list[Path]]:
     """Writes ``sweep.csv``, ``sweep.md`` and (given training runs) ``leak.png`` / ``leak.svg``; their paths."""
+    by = keys(tasks)
     table = runs(tasks, outcomes)
     cv = pooled(tasks, outcomes)
-    result = with_pooled(summary(table), cv)
+    result = with_pooled(summary(table, by), cv, by)
     csv_path = write_text(out_dir / "sweep.csv", result.to_csv(index=False))
-    shown = result[[*KEYS, "runs"]].copy()
+    shown = result[[*by, "runs"]].copy()
     for metric in METRICS:
         shown[metric.removeprefix("test_").replace("_", " ")] = [
             "—" if math.isnan(m) else (f"{m:.1f}" if math.isnan(s) else f"{m:.1f} ± {s:.1f}")
@@ -168,24 +181,25 @@ def write(out_dir: Path, tasks: Sequence[Task], outcomes: Sequence[Outcome]) -> 
                   "Each seed's fold models predict every image once (the fold that did not train on it); the "
                   "pooled predictions are scored together, with 95 % intervals resampling lesions. Beside: the mean "
                   "± sd of the folds' own test figures (above). Percent; all seeds in `cv.csv`.", "",
-                  pooled_table(cv, result).to_markdown(index=False, disable_numparse=True), ""]
-    figures = leak_figure(result, out_dir) if len(result) else []
+                  pooled_table(cv, result, by).to_markdown(index=False, disable_numparse=True), ""]
+    lines += subgroup_lines(out_dir, tasks, outcomes, by)
+    figures = leak_figure(result, out_dir, by[len(KEYS):]) if len(result) else []
     if figures:
         lines += ["![The leak](leak.png)", ""]
     md_path = write_text(out_dir / "sweep.md", "\n".join(lines))
     return md_path, csv_path, figures
 
 
-def pooled_table(cv: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
+def pooled_table(cv: pd.DataFrame, result: pd.DataFrame, by: Sequence[str] = KEYS) -> pd.DataFrame:
     """The markdown rows of the pooled out-of-fold section: per seed, pooled balanced accuracy and accuracy with
     their intervals, beside the fold mean ± sd of the row."""
-    folds = result.set_index(list(KEYS))
-    shown = cv[[*KEYS, "seed", "folds", "images", "lesions"]].copy()
+    folds = result.set_index(list(by))
+    shown = cv[[*by, "seed", "folds", "images", "lesions"]].copy()
     for column in ("balanced_accuracy", "accuracy"):
         shown[f"pooled {column.replace('_', ' ')}"] = [
             f"{v:.1f} [{lo:.1f}, {hi:.1f}]" for v, lo, hi in
             zip(cv[f"oof_{column}"], cv[f"oof_{column}_low"], cv[f"oof_{column}_high"])]
-        mean, sd = (folds[f"test_{column}_{end}"].reindex(list(cv[list(KEYS)].itertuples(index=False, name=None)))
+        mean, sd = (folds[f"test_{column}_{end}"].reindex(list(cv[list(by)].itertuples(index=False, name=None)))
                     for end in ("mean", "sd"))
         shown[f"fold {column.replace('_', ' ')} mean ± sd"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(mean, sd)]
     if cv["isic2018_ensemble_balanced_accuracy"].notna().any():
@@ -199,10 +213,13 @@ def pooled_table(cv: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def figure_rows(result: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+def figure_rows(result: pd.DataFrame, listed: Sequence[str] = ()) -> tuple[str | None, pd.DataFrame]:
     """The leak figure's recipe (the first in the sweep) and its rows: per notebook, that recipe's rows where the
     notebook ran under it, else those of the notebook's own first recipe (e.g. the smoke profile's 05-08 train
-    under 'corrected'); the ensemble's rows, which name no recipe, too."""
+    under 'corrected'); the ensemble's rows, which name no recipe, too. Of each other listed parameter, the rows of
+    its first value."""
+    for name in listed:
+        result = result[result[name] == result[name].iloc[0]]
     named = result.dropna(subset=["recipe"])
     recipe = named["recipe"].iloc[0] if len(named) else None
     chosen = {notebook: (recipe if recipe in set(group["recipe"]) else group["recipe"].iloc[0])
@@ -211,16 +228,17 @@ def figure_rows(result: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     return recipe, result[keep]
 
 
-def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
+def leak_figure(result: pd.DataFrame, out_dir: Path, listed: Sequence[str] = ()) -> list[Path]:
     """Per notebook: the study's reported test accuracy, ours under the study split and under the grouped split
     (mean, 95 % interval over the runs), and balanced accuracy beside; PNG and SVG. Several recipes: the first
-    (:func:`figure_rows`); a notebook that ran under another only says which under its name."""
+    (:func:`figure_rows`); a notebook that ran under another only says which under its name. Another listed
+    parameter: its first value, named in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recipe, rows = figure_rows(result)
+    recipe, rows = figure_rows(result, listed)
     notebooks = [s.notebook for s in study.STEPS if s.notebook in set(rows["notebook"])]
     if not notebooks:
         return []
@@ -256,7 +274,8 @@ def leak_figure(result: pd.DataFrame, out_dir: Path) -> list[Path]:
         axis.set_ylim(0, 100)
         axis.set_xlim(-0.6, len(notebooks) - 0.4)
     axes[0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=3, fontsize=9, frameon=False)
-    figure.suptitle("What the lesion leak is worth" + (f" (recipe {recipe})" if recipe else "")
+    named = [f"recipe {recipe}"] * bool(recipe) + [f"{name}={rows[name].iloc[0]}" for name in listed]
+    figure.suptitle("What the lesion leak is worth" + (f" ({', '.join(named)})" if named else "")
                     + ": mean and 95 % interval over seeds / folds")
     figure.tight_layout()
     paths = [out_dir / "leak.png", out_dir / "leak.svg"]

@@ -505,3 +505,54 @@ def test_cross_validation_pools_the_folds_predictions_with_lesion_intervals(tmp_
     _fold_run(tasks[1], frames[0][["image_id", "lesion_id", "label"]], np.full((60, 7), 1 / 7), 0.6)
     with pytest.raises(ValueError, match="in the test part of two folds"):
         report.write(tmp_path, tasks, outcomes)
+
+
+def test_the_report_keeps_a_listed_parameter_apart_and_summarises_subgroups_over_the_runs(tmp_path):
+    """Two values of -p metadata over two seeds: one report row per value (never pooled), and each value's
+    subgroup metrics over its runs: mean and sd of the records' figures, the gap's runs that exclude 0, the group
+    worst most often."""
+    import numpy as np
+    import pandas as pd
+
+    from runner import report
+    from skinlib import evaluate
+
+    _, axes = grid.parse_grid(['metadata=None|["age","sex"]'])
+    tasks = grid.plan(runner.select("02"), "smoke", tmp_path, {"data_dir": "/d"}, {},
+                      grid.points(["grouped"], [0, 1], None, axes))
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"lesion_id": [f"HAM_{i // 2:04d}" for i in range(400)],
+                          "sex": np.repeat(["female", "male"], 200), "age": 50.0, "localization": "back"})
+    labels = rng.integers(0, 7, 400)
+    expected = {}
+    for position, task in enumerate(tasks):
+        proba = rng.dirichlet(np.ones(7), 400)
+        right = rng.random(400) < np.where(frame["sex"] == "female", 0.9, 0.3 + 0.1 * position)
+        proba[right, labels[right]] += 5  # women's images mostly right
+        proba /= proba.sum(axis=1, keepdims=True)
+        found = evaluate.subgroups(labels, proba, frame, by=("sex",), groups=frame["lesion_id"], n_bootstrap=200)
+        accuracy = 0.5 + position / 100
+        record = {"parameters": {"protocol": "grouped", "recipe": "corrected"}, "subgroups": found.to_dict(),
+                  "metrics": {"test": {"metrics": {"accuracy": accuracy, "balanced_accuracy": accuracy}}}}
+        (task.folder / "results").mkdir(parents=True)
+        (task.folder / "results" / "02_baseline_cnn.json").write_text(json.dumps(record))
+        value = repr(dict((name, v) for _, name, v in task.point["listed"])["metadata"])
+        expected.setdefault(value, []).append((found, accuracy))
+    outcomes = [runner.Outcome(t.step.notebook, "ok", 1.0) for t in tasks]
+    md_path, csv_path, _ = report.write(tmp_path, tasks, outcomes)
+    rows = pd.read_csv(csv_path, keep_default_na=False).set_index("metadata")
+    assert sorted(rows.index) == sorted(expected) == ["None", "['age', 'sex']"] and set(rows["runs"]) == {2}
+    groups = pd.read_csv(tmp_path / "subgroups.csv", keep_default_na=False)
+    gaps = pd.read_csv(tmp_path / "subgroup_gaps.csv", keep_default_na=False).set_index("metadata")
+    for value, runs in expected.items():
+        assert rows.loc[value, "test_accuracy_mean"] == pytest.approx(100 * np.mean([a for _, a in runs]))
+        female = [f.table.set_index("group").loc["female", "balanced_accuracy"] for f, _ in runs]
+        row = groups[(groups["metadata"] == value) & (groups["group"] == "female")].iloc[0]
+        assert (row["runs"], row["images"]) == (2, 200)
+        assert row["balanced_accuracy_mean"] == pytest.approx(100 * np.mean(female))
+        assert row["balanced_accuracy_sd"] == pytest.approx(100 * np.std(female, ddof=1))
+        gap = gaps.loc[value]
+        assert gap["worst_most_often"] == "male" and gap["worst_times"] == 2
+        assert gap["excludes_zero"] == sum(f.gaps.iloc[0]["gap_low"] > 0 for f, _ in runs) == 2
+        assert gap["gap_mean"] == pytest.approx(100 * np.mean([f.gaps.iloc[0]["gap"] for f, _ in runs]))
+    assert "## Subgroups across runs" in md_path.read_text() and "male (2 of 2)" in md_path.read_text()
