@@ -25,7 +25,7 @@ sys.path.insert(0, str(PROJECT))
 
 from _paired import compared, macro_f1_gain, paired_runs, print_mean_gains  # noqa: E402  (bench/ is the script's folder)
 
-from skinlib import data, evaluate, export, settings  # noqa: E402
+from skinlib import data, evaluate, export, outputs, settings  # noqa: E402
 
 
 def rebuilt_test(meta: pd.DataFrame, parameters: dict) -> pd.DataFrame:
@@ -48,6 +48,12 @@ def main(argv=None) -> int:
         if any(plain.get(key) != fused.get(key) for key in same):
             raise SystemExit(f"{plain_folder} and {fused_folder} differ in {', '.join(same)}: not the same test set")
         test = rebuilt_test(meta, plain)
+        for folder in (plain_folder, fused_folder):  # the split rebuilt here must be the one each model was tested on
+            tested = set(outputs.read_predictions(folder, args.notebook[:2])["image_id"])
+            if tested != set(test["image_id"]):
+                raise SystemExit(f"{folder}: its test set ({len(tested)} images) is not the split rebuilt here "
+                                 f"({len(test)} images, {len(tested & set(test['image_id']))} in common): its "
+                                 "training may hold images tested here; rerun it, or compare runs of one split")
         images_test = data.load_images(test, size=tuple(plain["image_size"]))
         vectors = data.metadata_vectors({"test": test}, fused["metadata"], names=("test",))["test"]
         probas = {name: evaluate.predict(export.load(folder / "models" / f"{args.notebook}.keras"), images_test,
