@@ -163,12 +163,14 @@ def test_leak_worth_compares_the_two_runs_on_the_same_test_images(synthetic_data
 def test_metadata_worth_compares_image_only_and_fused_on_the_same_test_images(synthetic_data, tmp_path):
     import json
 
-    from skinlib import export, models
+    from skinlib import data, export, models, outputs
 
+    test = data.split(data.load_metadata(synthetic_data), protocol="grouped", seed=0, val_size=0.2).test
     for name, fields in (("image", None), ("fused", ["age", "sex"])):
         folder = tmp_path / name
         (folder / "results").mkdir(parents=True)
         (folder / "models").mkdir()
+        outputs.write_predictions(outputs.RunFolder(folder, "02"), test, np.full((len(test), 7), 1 / 7))
         parameters = {"protocol": "grouped", "seed": 0, "val_size": 0.2, "subset": None, "image_size": [16, 16],
                       "merged_duplicates": False, "tta": None, "metadata": fields}
         (folder / "results" / "02_baseline_cnn.json").write_text(json.dumps({"parameters": parameters}))
@@ -182,6 +184,12 @@ def test_metadata_worth_compares_image_only_and_fused_on_the_same_test_images(sy
                               str(tmp_path / "image"), "--data", str(synthetic_data)], cwd=PROJECT,
                              capture_output=True, text=True)
     assert swapped.returncode != 0 and "expected" in swapped.stderr and "without metadata" in swapped.stderr
+    other = data.split(data.load_metadata(synthetic_data), protocol="grouped", seed=1, val_size=0.2).test
+    outputs.write_predictions(outputs.RunFolder(tmp_path / "fused", "02"), other, np.full((len(other), 7), 1 / 7))
+    split_apart = subprocess.run([sys.executable, "bench/metadata_worth.py", str(tmp_path / "image"),
+                                  str(tmp_path / "fused"), "--data", str(synthetic_data)], cwd=PROJECT,
+                                 capture_output=True, text=True)
+    assert split_apart.returncode != 0 and "is not the split rebuilt here" in split_apart.stderr
 
 
 def test_the_macro_f1_gain_is_sklearn_s_difference_with_a_lesion_interval(capsys):
